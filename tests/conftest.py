@@ -1,0 +1,39 @@
+"""Shared fixtures: servers on real loopback sockets, bound before they are handed over."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import pytest
+
+from greet.client import GreetClient
+from greet.server import GreetServer, ServerConfig
+from greet.testing import StartServer, bound_socket
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Start in-process GreetServers with a given config; all are stopped after the test."""
+    async with AsyncExitStack() as stack:
+
+        async def start(config: ServerConfig | None = None, **overrides: object) -> GreetServer:
+            server = GreetServer(config or ServerConfig(**overrides))  # type: ignore[arg-type]
+            await server.start(sock=bound_socket())
+            stack.push_async_callback(server.stop)
+            return server
+
+        yield start
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> GreetServer:
+    """A GreetServer with the default config on a loopback socket."""
+    return await start_server()
+
+
+@pytest.fixture
+async def client(server: GreetServer) -> AsyncIterator[GreetClient]:
+    """A GreetClient connected to `server`."""
+    async with GreetClient(server.target, timeout=30) as greet_client:
+        yield greet_client
