@@ -62,8 +62,15 @@ class GreetServer:
         """`host:port` for clients."""
         return format_address(*self.address)
 
-    async def stop(self) -> None:
-        """Stop listening and close every connection."""
+    def set_serving(self, serving: bool) -> None:
+        """Report SERVING / NOT_SERVING on the health service (filled in by greet.health)."""
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop listening and close every connection.
+
+        `grace` (default: config.grace) is how long in-flight calls may take to finish.
+        """
+        self.set_serving(False)
         self.grpc_server.close()
         await self.grpc_server.wait_closed()
 

@@ -29,7 +29,7 @@ async def serve(config: ServerConfig, *, sock: socket.socket | None = None) -> N
     try:
         await stop.wait()
         log.info("shutting down")
-        await server.stop()
+        await server.stop(config.grace)
     finally:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
