@@ -10,7 +10,14 @@ USER_CODE = """
 from collections.abc import AsyncIterator
 
 from generated.greet_service import HelloRequest, HelloResponse, MessagesList
-from greet.client import GreetClient, RpcError
+from greet.client import (
+    Endpoint,
+    GreetClient,
+    PoolOptions,
+    RetryPolicy,
+    RetryThrottling,
+    RpcError,
+)
 
 
 async def use(target: str) -> list[str]:
@@ -31,6 +38,20 @@ async def use(target: str) -> list[str]:
             print(error.status.name)
         first: HelloResponse = bidi[0]
         return [hello.message, *streamed, *collected.messages, first.message]
+
+
+async def use_several(targets: list[str]) -> int:
+    policy = RetryPolicy(max_attempts=3, throttling=RetryThrottling(max_tokens=10))
+    async with GreetClient(
+        [*targets, "dns:///replicas.example:8080"],
+        backup=["backup.example:8080"],
+        token="secret",
+        retry=policy,
+        pool=PoolOptions(connections_per_endpoint=2, resolve_interval=5.0),
+    ) as client:
+        await client.say_hello(timeout=1.5)
+        endpoints: list[Endpoint] = client.endpoints
+        return client.served["replicas.example:8080"] + len(endpoints)
 """
 
 WRONG_CODE = """

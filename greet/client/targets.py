@@ -1,10 +1,22 @@
-"""Parsing `host:port` targets."""
+"""Parsing targets: `host:port`, `[v6]:port`, and `dns:///host:port` names to resolve."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
-__all__ = ["Endpoint", "parse_target", "parse_targets"]
+__all__ = [
+    "DNS_SCHEME",
+    "DnsName",
+    "Endpoint",
+    "Target",
+    "parse_target",
+    "parse_target_spec",
+    "parse_target_specs",
+    "parse_targets",
+]
+
+DNS_SCHEME = "dns:///"
 
 
 @dataclass(frozen=True, order=True)
@@ -16,6 +28,20 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, order=True)
+class DnsName:
+    """`dns:///host:port`: every address the name resolves to (A and AAAA), re-resolved."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{DNS_SCHEME}{Endpoint(self.host, self.port)}"
+
+
+Target: TypeAlias = "Endpoint | DnsName"
 
 
 def parse_target(target: str) -> Endpoint:
@@ -35,6 +61,24 @@ def parse_target(target: str) -> Endpoint:
     return Endpoint(host, int(port_text))
 
 
+def parse_target_spec(target: str) -> Target:
+    """`host:port`, `[v6]:port` or `dns:///host:port`; ValueError on anything else."""
+    text = target.strip()
+    if text.startswith("dns:"):
+        if not text.startswith(DNS_SCHEME):
+            raise ValueError(
+                f"bad target {target!r}: expected dns:///host:port (no DNS server authority)"
+            )
+        endpoint = parse_target(text[len(DNS_SCHEME) :])
+        return DnsName(endpoint.host, endpoint.port)
+    return parse_target(text)
+
+
 def parse_targets(targets: str) -> list[Endpoint]:
-    """A comma-separated list of targets."""
+    """A comma-separated list of `host:port` targets."""
     return [parse_target(part) for part in targets.split(",") if part.strip()]
+
+
+def parse_target_specs(targets: str) -> list[Target]:
+    """A comma-separated list of targets, `dns:///` names allowed."""
+    return [parse_target_spec(part) for part in targets.split(",") if part.strip()]

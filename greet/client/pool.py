@@ -1,0 +1,256 @@
+"""EndpointPool: the endpoints a client balances over, their connections and their health.
+
+- Targets are `host:port` endpoints or `dns:///host:port` names; a name stands for every address
+  it resolves to and is resolved again every `PoolOptions.resolve_interval` seconds (addresses that
+  appear are added, addresses that disappear are dropped).
+- Each endpoint has `connections_per_endpoint` HTTP/2 connections (grpclib Channels, opened on
+  first use); calls go round-robin over the healthy endpoints and, within an endpoint, over its
+  connections.
+- An endpoint whose connection fails (refused, reset, GOAWAY) is taken out at once; a background
+  probe reconnects with exponential backoff and jitter and puts it back when a connection opens.
+- Backup targets are used only while every primary endpoint is down. When everything is down,
+  calls still go to the endpoints in turn, so they fail with the real error (or find one back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl as ssl_module
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grpclib.client import Channel
+from grpclib.config import Configuration
+
+from greet.client.resolver import Resolve, resolve_dns
+from greet.client.targets import DnsName, Endpoint, Target
+
+__all__ = ["EndpointPool", "EndpointState", "PoolOptions"]
+
+log = logging.getLogger("greet.client")
+
+PRIMARY, BACKUP = 0, 1
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """Connections per endpoint, how failed endpoints are probed, how often names re-resolve."""
+
+    connections_per_endpoint: int = 1
+    reconnect_initial_backoff: float = 0.1
+    reconnect_max_backoff: float = 5.0
+    reconnect_multiplier: float = 1.6
+    reconnect_jitter: float = 0.2
+    connect_timeout: float = 5.0
+    resolve_interval: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.connections_per_endpoint < 1:
+            raise ValueError("connections_per_endpoint must be at least 1")
+        if not 0 < self.reconnect_initial_backoff <= self.reconnect_max_backoff:
+            raise ValueError("reconnect backoffs must satisfy 0 < initial <= max")
+        if self.reconnect_multiplier < 1 or not 0 <= self.reconnect_jitter < 1:
+            raise ValueError("reconnect_multiplier >= 1 and 0 <= reconnect_jitter < 1")
+        if self.connect_timeout <= 0 or self.resolve_interval <= 0:
+            raise ValueError("connect_timeout and resolve_interval must be positive")
+
+
+class EndpointState:
+    """One endpoint in the pool: its connections and whether it is taken out (`down`)."""
+
+    __slots__ = ("channels", "down", "endpoint", "name", "next_channel", "probe", "tier")
+
+    def __init__(self, endpoint: Endpoint, tier: int, channels: list[Channel]) -> None:
+        self.endpoint = endpoint
+        self.name = str(endpoint)
+        self.tier = tier
+        self.channels = channels
+        self.next_channel = 0
+        self.down = False
+        self.probe: asyncio.Task[None] | None = None
+
+    def channel(self) -> Channel:
+        """The next connection, round-robin."""
+        channels = self.channels
+        if len(channels) == 1:
+            return channels[0]
+        self.next_channel = (self.next_channel + 1) % len(channels)
+        return channels[self.next_channel]
+
+    def close(self) -> None:
+        if self.probe is not None:
+            self.probe.cancel()
+            self.probe = None
+        for channel in self.channels:
+            channel.close()
+
+    def __repr__(self) -> str:
+        return f"<EndpointState {self.name} {'down' if self.down else 'up'}>"
+
+
+class EndpointPool:
+    """The endpoints of one client (see the module docstring)."""
+
+    def __init__(
+        self,
+        primaries: Sequence[Target],
+        backups: Sequence[Target] = (),
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        options: PoolOptions | None = None,
+        resolve: Resolve = resolve_dns,
+    ) -> None:
+        if not primaries:
+            raise ValueError("at least one target is needed")
+        self.options = options or PoolOptions()
+        self._ssl = ssl
+        self._resolve = resolve
+        self._targets: list[tuple[Target, int]] = [(t, PRIMARY) for t in primaries] + [
+            (t, BACKUP) for t in backups
+        ]
+        self._resolved: dict[tuple[Target, int], list[Endpoint]] = {}
+        self._states: dict[tuple[Endpoint, int], EndpointState] = {}
+        self._healthy: tuple[list[EndpointState], list[EndpointState]] = ([], [])
+        self._everything: list[EndpointState] = []
+        self._next = -1
+        self._resolver: asyncio.Task[None] | None = None
+        self._closed = False
+        for target, tier in self._targets:
+            if isinstance(target, Endpoint):
+                self._resolved[(target, tier)] = [target]
+        self._needs_resolution = len(self._resolved) < len(self._targets)
+        self._update()
+
+    # -- picking -----------------------------------------------------------------------------
+
+    @property
+    def needs_resolution(self) -> bool:
+        """True until the `dns:///` names have been resolved once (see `resolve`)."""
+        return self._needs_resolution
+
+    def pick(self) -> EndpointState | None:
+        """The next endpoint, round-robin: healthy primaries, else healthy backups, else any."""
+        self._next += 1
+        primaries, backups = self._healthy
+        if primaries:
+            return primaries[self._next % len(primaries)]
+        if backups:
+            return backups[self._next % len(backups)]
+        everything = self._everything
+        if everything:
+            return everything[self._next % len(everything)]
+        return None
+
+    @property
+    def endpoints(self) -> list[EndpointState]:
+        """Every endpoint currently in the pool, primaries first."""
+        return list(self._everything)
+
+    # -- health ------------------------------------------------------------------------------
+
+    def mark_down(self, state: EndpointState, channel: Channel) -> None:
+        """A connection of `state` failed: take the endpoint out and start probing it."""
+        if state.down or self._closed or channel not in state.channels:
+            return
+        if self._states.get((state.endpoint, state.tier)) is not state:
+            return
+        log.info("endpoint %s is down, probing it", state.name)
+        state.down = True
+        for each in state.channels:
+            each.close()
+        self._update()
+        state.probe = asyncio.create_task(self._probe(state), name=f"probe {state.name}")
+
+    def mark_up(self, state: EndpointState) -> None:
+        """A call on a down endpoint succeeded (or a probe connected): put it back."""
+        if not state.down:
+            return
+        log.info("endpoint %s is back", state.name)
+        state.down = False
+        probe, state.probe = state.probe, None
+        if probe is not None and probe is not asyncio.current_task():
+            probe.cancel()
+        self._update()
+
+    async def _probe(self, state: EndpointState) -> None:
+        options = self.options
+        delay = options.reconnect_initial_backoff
+        while state.down:
+            jitter = random.uniform(1 - options.reconnect_jitter, 1 + options.reconnect_jitter)
+            await asyncio.sleep(delay * jitter)
+            channel = state.channels[0]
+            try:
+                await asyncio.wait_for(channel.__connect__(), options.connect_timeout)
+            except (OSError, asyncio.TimeoutError):
+                delay = min(delay * options.reconnect_multiplier, options.reconnect_max_backoff)
+                continue
+            self.mark_up(state)
+
+    # -- resolution --------------------------------------------------------------------------
+
+    async def resolve(self) -> None:
+        """Resolve every `dns:///` name now; start re-resolving them periodically."""
+        if self._closed:
+            return
+        errors: list[str] = []
+        for target, tier in self._targets:
+            if isinstance(target, DnsName):
+                try:
+                    self._resolved[(target, tier)] = await self._resolve(target.host, target.port)
+                except OSError as error:
+                    errors.append(f"{target}: {error}")
+        self._update()
+        if errors and not self._everything:
+            raise OSError("cannot resolve " + "; ".join(errors))
+        self._needs_resolution = False
+        if self._resolver is None:
+            self._resolver = asyncio.create_task(self._resolve_periodically(), name="resolver")
+
+    async def _resolve_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.resolve_interval)
+            with contextlib.suppress(OSError):
+                await self.resolve()
+
+    def _update(self) -> None:
+        """Rebuild the endpoint lists from the resolved targets and the health of each."""
+        wanted: dict[tuple[Endpoint, int], None] = {}
+        for (_target, tier), endpoints in self._resolved.items():
+            for endpoint in endpoints:
+                wanted[(endpoint, tier)] = None
+        for key in list(self._states):
+            if key not in wanted:
+                self._states.pop(key).close()
+        for key in sorted(wanted, key=lambda key: key[1]):
+            if key not in self._states:
+                self._states[key] = EndpointState(key[0], key[1], self._new_channels(key[0]))
+        states = sorted(self._states.values(), key=lambda state: state.tier)
+        self._everything = states
+        self._healthy = (
+            [s for s in states if s.tier == PRIMARY and not s.down],
+            [s for s in states if s.tier == BACKUP and not s.down],
+        )
+
+    def _new_channels(self, endpoint: Endpoint) -> list[Channel]:
+        config = None
+        if self._ssl is not None:
+            names = [t.host for (t, _), eps in self._resolved.items() if endpoint in eps]
+            dns_names = [n for n in names if n != endpoint.host]
+            if dns_names:  # verify the certificate against the name, not the resolved address
+                config = Configuration(ssl_target_name_override=dns_names[0])
+        return [
+            Channel(endpoint.host, endpoint.port, ssl=self._ssl, config=config)
+            for _ in range(self.options.connections_per_endpoint)
+        ]
+
+    def close(self) -> None:
+        """Close every connection and stop probing and resolving."""
+        self._closed = True
+        if self._resolver is not None:
+            self._resolver.cancel()
+            self._resolver = None
+        for state in self._states.values():
+            state.close()
