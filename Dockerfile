@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# The greet server image: `docker build -t greet:0.1.0 .` then
+# `docker run --rm -p 8080:8080 greet:0.1.0` (flags or GREET_* variables configure it, e.g.
+# `-e GREET_WORKERS=2 -e GREET_GRACE=20`). Runs as an unprivileged user; deploy/k8s uses it.
+
+# Build stage: turn the project into a wheel (hatchling comes from PyPI, in this stage only).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY greet ./greet
+COPY generated ./generated
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# Run stage: the wheel and its dependencies, no compilers, no source tree.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN groupadd --system --gid 10001 greet \
+    && useradd --system --uid 10001 --gid greet --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin greet
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8080
+# Exec form: python is PID 1 and gets SIGTERM itself; greet.server drains on it (--grace) and,
+# with --workers N, reaps its own worker processes, so no init process is needed.
+CMD ["python", "-m", "greet.server", "--host", "0.0.0.0"]
