@@ -27,6 +27,7 @@ from generated.greet_service import (
     MessagesList,
     NoParam,
 )
+from greet.client import GreetClient
 from greet.server import GreetServer, ServerConfig
 from greet.testing import ServerProcess, bound_socket
 from greet.workarounds import install_goaway_tolerance
@@ -222,4 +223,34 @@ async def test_second_stop_signal_ends_the_grace_period_at_once() -> None:
         with pytest.raises(grpc.aio.AioRpcError):
             await call.read()
     assert any("cancelling 1 calls" in line for line in process.log_lines)
+    assert_clean_log(process)
+
+
+async def test_greet_client_stream_that_keeps_sending_completes_during_a_drain() -> None:
+    """GreetClient's connections tolerate GOAWAY: its in-flight stream finishes on SIGTERM."""
+    async with ServerProcess(["--grace", "10"]) as process:
+        async with GreetClient(process.target, timeout=60) as client:
+            sent_before = asyncio.Event()
+            names: list[str] = []
+
+            async def requests() -> AsyncIterator[str]:
+                names.append("before")
+                yield "before"
+                sent_before.set()
+                await process.wait_for_log(SHUTTING_DOWN)
+                loop = asyncio.get_running_loop()
+                until = loop.time() + 2.0
+                while loop.time() < until:
+                    names.append(f"n{len(names)}")
+                    yield names[-1]
+                    await asyncio.sleep(0.05)
+
+            call = asyncio.create_task(client.say_hello_client_streaming(requests()))
+            await sent_before.wait()
+            assert (await client.say_hello()).message == "Hello"  # the connection is up
+            process.send_signal(signal.SIGTERM)
+            reply = await call
+        assert list(reply.messages) == [f"Hello {name}" for name in names]
+        assert len(names) > 10
+        assert await process.wait() == 0
     assert_clean_log(process)

@@ -27,6 +27,7 @@ from grpclib.config import Configuration
 
 from greet.client.resolver import Resolve, resolve_dns
 from greet.client.targets import DnsName, Endpoint, Target
+from greet.workarounds import install_goaway_tolerance
 
 __all__ = ["EndpointPool", "EndpointState", "PoolOptions"]
 
@@ -241,10 +242,13 @@ class EndpointPool:
             dns_names = [n for n in names if n != endpoint.host]
             if dns_names:  # verify the certificate against the name, not the resolved address
                 config = Configuration(ssl_target_name_override=dns_names[0])
-        return [
+        channels = [
             Channel(endpoint.host, endpoint.port, ssl=self._ssl, config=config)
             for _ in range(self.options.connections_per_endpoint)
         ]
+        for channel in channels:
+            install_goaway_tolerance(channel)  # calls in flight survive a server's drain
+        return channels
 
     def close(self) -> None:
         """Close every connection and stop probing and resolving."""
