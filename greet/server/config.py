@@ -81,36 +81,76 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
     add("--port", type=int, default=DEFAULT_PORT, help="port, 0 for any (default %(default)s)")
-    add("--workers", type=int, default=1, help="worker processes sharing the port; 0 = one per CPU")
-    add("--grace", type=float, default=10.0, help="seconds to drain calls on SIGTERM/SIGINT")
+    add(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port; 0 = one per CPU (default %(default)s)",
+    )
+    add(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds to drain calls on SIGTERM/SIGINT (default %(default)s)",
+    )
     add(
         "--max-message-bytes",
         type=int,
         default=4 * MIB,
         help="largest request message; larger ones get RESOURCE_EXHAUSTED (default 4 MiB)",
     )
-    add("--max-name-chars", type=int, default=Limits.max_name_chars, help="longest name")
-    add("--max-names", type=int, default=Limits.max_names_per_list, help="names per NamesList")
+    add(
+        "--max-name-chars",
+        type=int,
+        default=Limits.max_name_chars,
+        help="longest name, characters (default %(default)s)",
+    )
+    add(
+        "--max-names",
+        type=int,
+        default=Limits.max_names_per_list,
+        help="names per NamesList (default %(default)s)",
+    )
     add(
         "--max-stream-messages",
         type=int,
         default=Limits.max_messages_per_stream,
-        help="messages per client stream",
+        help="messages per client stream (default %(default)s)",
     )
     add("--tls-cert", type=Path, help="PEM certificate chain; serves TLS with --tls-key")
     add("--tls-key", type=Path, help="PEM private key")
     add("--tls-client-ca", type=Path, help="PEM CA bundle; require client certificates from it")
     add("--auth-token-file", type=Path, help="bearer tokens, one per line (re-read on SIGHUP)")
     add("--metrics-port", type=int, help="serve Prometheus metrics on HTTP /metrics")
-    add("--work-delay", type=float, default=0.0, help="simulated backend seconds per greeting")
-    add("--cache-size", type=int, default=0, help="greetings kept in the cache (0 = no cache)")
-    add("--cache-ttl", type=float, default=60.0, help="seconds a cached greeting stays valid")
-    add("--log-format", choices=("text", "json"), default="text", help="log line format")
+    add(
+        "--work-delay",
+        type=float,
+        default=0.0,
+        help="simulated backend seconds per greeting (default %(default)s)",
+    )
+    add(
+        "--cache-size",
+        type=int,
+        default=0,
+        help="greetings kept in the cache (default 0: no cache)",
+    )
+    add(
+        "--cache-ttl",
+        type=float,
+        default=60.0,
+        help="seconds a cached greeting stays valid (default %(default)s)",
+    )
+    add(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log line format (default %(default)s)",
+    )
     add(
         "--access-log",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="log one line per call",
+        help="log one line per call (default off)",
     )
     return parser
 
