@@ -14,15 +14,49 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 if TYPE_CHECKING:
     from greet.server import GreetServer
 
-__all__ = ["READY_PATTERN", "ServerProcess", "StartServer", "bound_socket"]
+__all__ = [
+    "READY_PATTERN",
+    "CompletedCommand",
+    "ServerProcess",
+    "StartServer",
+    "bound_socket",
+    "run_client_cli",
+]
 
 StartServer: TypeAlias = "Callable[..., Awaitable[GreetServer]]"
 """The `start_server` test fixture: start a GreetServer with config overrides."""
+
+
+class CompletedCommand(NamedTuple):
+    """Exit status and output of a finished command."""
+
+    code: int
+    out: str
+    err: str
+
+
+async def run_client_cli(
+    *args: str, cwd: str | os.PathLike[str], timeout: float = 60.0
+) -> CompletedCommand:
+    """Run `python -m greet.client ARGS...` to completion and return its status and output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "greet.client",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return CompletedCommand(process.returncode, out.decode(), err.decode())
 
 
 def bound_socket(host: str = "127.0.0.1") -> socket.socket:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from greet.testing import ServerProcess, bound_socket
+from greet.testing import ServerProcess, bound_socket, run_client_cli
 
 JSON_KEYS = ["ok", "failed", "rps", "latency_ms", "errors", "by_target"]
 
@@ -21,27 +19,11 @@ async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
         yield server
 
 
-async def run_client(*args: str, cwd: Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "greet.client",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=cwd,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 @pytest.mark.parametrize("rpc", ["unary", "server-stream", "client-stream", "bidi"])
 async def test_json_is_one_object_with_the_documented_fields(
     server_process: ServerProcess, tmp_path: Path, rpc: str
 ) -> None:
-    code, out, err = await run_client(
+    code, out, err = await run_client_cli(
         "--target",
         server_process.target,
         "bench",
@@ -72,7 +54,7 @@ async def test_json_is_one_object_with_the_documented_fields(
 async def test_summary_has_rate_percentiles_histogram_and_targets(
     server_process: ServerProcess, tmp_path: Path
 ) -> None:
-    code, out, err = await run_client(
+    code, out, err = await run_client_cli(
         "--target",
         server_process.target,
         "bench",
@@ -102,7 +84,7 @@ async def test_summary_has_rate_percentiles_histogram_and_targets(
 async def test_duration_runs_for_that_long_and_connections_are_used(
     server_process: ServerProcess, tmp_path: Path
 ) -> None:
-    code, out, err = await run_client(
+    code, out, err = await run_client_cli(
         "--target",
         server_process.target,
         "bench",
@@ -126,7 +108,7 @@ async def test_duration_runs_for_that_long_and_connections_are_used(
 async def test_failed_calls_are_counted_by_status(tmp_path: Path) -> None:
     with bound_socket() as dead:  # refuses connections
         target = f"127.0.0.1:{dead.getsockname()[1]}"
-        code, out, err = await run_client(
+        code, out, err = await run_client_cli(
             "--target",
             target,
             "--max-attempts",
@@ -148,6 +130,6 @@ async def test_failed_calls_are_counted_by_status(tmp_path: Path) -> None:
 
 
 async def test_bench_needs_a_known_rpc(tmp_path: Path) -> None:
-    code, _, err = await run_client("bench", "--rpc", "nope", cwd=tmp_path)
+    code, _, err = await run_client_cli("bench", "--rpc", "nope", cwd=tmp_path)
     assert code == 2
     assert "invalid choice" in err

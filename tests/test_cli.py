@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from greet.testing import ServerProcess, bound_socket
+from greet.testing import ServerProcess, bound_socket, run_client_cli
 
 
 @pytest.fixture
@@ -18,26 +16,10 @@ async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
         yield server
 
 
-async def run_client(*args: str, cwd: Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "greet.client",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=cwd,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_no_command_runs_all_four_call_kinds(
     server_process: ServerProcess, tmp_path: Path
 ) -> None:
-    code, out, err = await run_client("--target", server_process.target, cwd=tmp_path)
+    code, out, err = await run_client_cli("--target", server_process.target, cwd=tmp_path)
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         "SayHello: Hello",
@@ -67,7 +49,7 @@ async def test_no_command_runs_all_four_call_kinds(
 async def test_commands(
     server_process: ServerProcess, tmp_path: Path, command: list[str], expected: list[str]
 ) -> None:
-    code, out, err = await run_client("--target", server_process.target, *command, cwd=tmp_path)
+    code, out, err = await run_client_cli("--target", server_process.target, *command, cwd=tmp_path)
     assert (code, err) == (0, "")
     assert out.splitlines() == expected
 
@@ -75,7 +57,9 @@ async def test_commands(
 async def test_connection_refused_is_one_line_and_exit_1(tmp_path: Path) -> None:
     with bound_socket() as unused:  # bound but not listening: connections are refused
         port = unused.getsockname()[1]
-        code, out, err = await run_client("--target", f"127.0.0.1:{port}", "unary", cwd=tmp_path)
+        code, out, err = await run_client_cli(
+            "--target", f"127.0.0.1:{port}", "unary", cwd=tmp_path
+        )
     assert code == 1
     assert out == ""
     assert err.startswith("error: UNAVAILABLE")
@@ -84,7 +68,7 @@ async def test_connection_refused_is_one_line_and_exit_1(tmp_path: Path) -> None
 
 async def test_deadline_is_one_line_and_exit_1(tmp_path: Path) -> None:
     async with ServerProcess(["--work-delay", "5"], cwd=str(tmp_path)) as slow:
-        code, _, err = await run_client(
+        code, _, err = await run_client_cli(
             "--target", slow.target, "--timeout", "0.3", "bidi", "x", cwd=tmp_path
         )
     assert code == 1
@@ -92,6 +76,6 @@ async def test_deadline_is_one_line_and_exit_1(tmp_path: Path) -> None:
 
 
 async def test_bad_target_is_a_usage_error(tmp_path: Path) -> None:
-    code, _, err = await run_client("--target", "nonsense", "unary", cwd=tmp_path)
+    code, _, err = await run_client_cli("--target", "nonsense", "unary", cwd=tmp_path)
     assert code == 2
     assert "bad target" in err

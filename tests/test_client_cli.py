@@ -3,37 +3,19 @@ against real server processes."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 import trustme
 
-from greet.testing import ServerProcess, bound_socket
-
-
-async def run_client(*args: str, cwd: Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "greet.client",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=cwd,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from greet.testing import ServerProcess, bound_socket, run_client_cli
 
 
 async def test_several_targets_with_a_dead_one(tmp_path: Path) -> None:
     async with ServerProcess(cwd=str(tmp_path)) as live:
         with bound_socket() as dead:
             targets = f"127.0.0.1:{dead.getsockname()[1]},{live.target}"
-            code, out, err = await run_client("--target", targets, cwd=tmp_path)
+            code, out, err = await run_client_cli("--target", targets, cwd=tmp_path)
     assert (code, err) == (0, "")
     assert len(out.splitlines()) == 8
 
@@ -41,7 +23,7 @@ async def test_several_targets_with_a_dead_one(tmp_path: Path) -> None:
 async def test_backup_is_used_when_the_target_is_down(tmp_path: Path) -> None:
     async with ServerProcess(cwd=str(tmp_path)) as backup:
         with bound_socket() as dead:
-            code, out, err = await run_client(
+            code, out, err = await run_client_cli(
                 "--target",
                 f"127.0.0.1:{dead.getsockname()[1]}",
                 "--backup",
@@ -55,7 +37,7 @@ async def test_backup_is_used_when_the_target_is_down(tmp_path: Path) -> None:
 async def test_dns_target(tmp_path: Path) -> None:
     async with ServerProcess(cwd=str(tmp_path)) as server:
         port = server.target.rsplit(":", 1)[1]
-        code, out, err = await run_client(
+        code, out, err = await run_client_cli(
             "--target", f"dns:///localhost:{port}", "bidi", "x", cwd=tmp_path
         )
     assert (code, out, err) == (0, "SayHelloBidirectionalStreaming: Hello x\n", "")
@@ -74,7 +56,7 @@ async def test_token_file(tmp_path: Path, file_text: str, expected: str) -> None
     async with ServerProcess(
         ["--auth-token-file", str(tmp_path / "server-tokens")], cwd=str(tmp_path)
     ) as server:
-        code, out, err = await run_client(
+        code, out, err = await run_client_cli(
             "--target",
             server.target,
             "--token-file",
@@ -93,7 +75,9 @@ async def test_token_file(tmp_path: Path, file_text: str, expected: str) -> None
 
 async def test_token_file_without_a_token_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("# nothing here\n\n")
-    code, _, err = await run_client("--token-file", str(tmp_path / "token"), "unary", cwd=tmp_path)
+    code, _, err = await run_client_cli(
+        "--token-file", str(tmp_path / "token"), "unary", cwd=tmp_path
+    )
     assert code == 2
     assert "no token" in err
 
@@ -107,11 +91,11 @@ async def test_tls_ca(tmp_path: Path) -> None:
         blob.write_to_path(str(tmp_path / "server.pem"), append=index > 0)
     tls = ["--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.key")]
     async with ServerProcess(tls, cwd=str(tmp_path)) as server:
-        code, out, err = await run_client(
+        code, out, err = await run_client_cli(
             "--target", server.target, "--tls-ca", str(tmp_path / "ca.pem"), "unary", cwd=tmp_path
         )
         assert (code, out, err) == (0, "SayHello: Hello\n", "")
-        code, out, err = await run_client(
+        code, out, err = await run_client_cli(
             "--target", server.target, "--max-attempts", "1", "unary", cwd=tmp_path
         )
         assert code == 1  # plaintext to a TLS server
