@@ -1,8 +1,10 @@
 """Interop with grpc-go: a real grpc-go client against `python -m greet.server`, and back.
 
 The Go client (tests/interop/go/) does what the original Go demo's client did and prints each reply
-and each status as one JSON line. It and the grpc-go reference server (benchmarks/go_server/) are
-built once per session by tests/interop/build_go.sh, offline, from Debian's Go library packages.
+and each status as one JSON line; it can also send metadata (bearer tokens, binary `-bin` keys),
+print the response headers and trailers grpc-go read, and cancel streaming calls midway. It and the
+grpc-go reference server (benchmarks/go_server/) are built once per session by
+tests/interop/build_go.sh, offline, from Debian's Go library packages.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import re
 import shutil
 import signal
 import subprocess
+import urllib.request
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from greet.client import GreetClient
 from greet.testing import ServerProcess
@@ -30,8 +34,14 @@ DEBIAN_PACKAGES = (
 NAMES = ["Akhil", "Alice", "Bob"]
 UNUSUAL_NAMES = ["Zoë", "Ærøskøbing", "世界", "Привет", "👋🏽", "a b\tc", "", 'q"uote\\']
 GO_READY = re.compile(r"greet server listening on (\S+)")
-GRPC_UNIMPLEMENTED = 12
+GRPC_CANCELLED = 1
 GRPC_DEADLINE_EXCEEDED = 4
+GRPC_UNIMPLEMENTED = 12
+GRPC_UNAUTHENTICATED = 16
+CALL_KINDS = ("unary", "server-stream", "client-stream", "bidi")
+GOOD_TOKEN = "go-interop-token-7f3a"
+METRICS_LINE = re.compile(r"metrics on (http://\S+)")
+GRPC_CT = {"content-type": ["application/grpc"]}
 
 
 @dataclass(frozen=True)
@@ -41,12 +51,27 @@ class GoBinaries:
 
 
 @dataclass(frozen=True)
+class CallMetadata:
+    """The response headers and trailers grpc-go read for one call (-show-metadata)."""
+
+    call: str
+    headers: dict[str, list[str]]
+    trailers: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
 class GoRun:
-    """What the Go client printed: (call, message) replies, status lines, its exit status."""
+    """What the Go client printed: (call, message) replies, status lines, its exit status, and
+    with -show-metadata the response metadata of each call."""
 
     returncode: int
     replies: list[tuple[str, str]]
     statuses: list[dict[str, object]]
+    metadata: list[CallMetadata] = field(default_factory=list)
+
+    def status_codes(self) -> list[tuple[object, object, object]]:
+        """(call, code, status name) of each call that ended in a non-OK status."""
+        return [(s["call"], s["code"], s["status"]) for s in self.statuses]
 
 
 @pytest.fixture(scope="session")
@@ -87,14 +112,17 @@ async def run_go_client(
     assert process.returncode is not None
     replies: list[tuple[str, str]] = []
     statuses: list[dict[str, object]] = []
+    metadata: list[CallMetadata] = []
     for line in stdout.decode().splitlines():
         record = json.loads(line)
         if "code" in record:
             statuses.append(record)
+        elif "headers" in record:
+            metadata.append(CallMetadata(record["call"], record["headers"], record["trailers"]))
         else:
             replies.append((record["call"], record["message"]))
     assert not stderr, stderr.decode()
-    return GoRun(process.returncode, replies, statuses)
+    return GoRun(process.returncode, replies, statuses, metadata)
 
 
 def all_four(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -209,3 +237,180 @@ async def test_greet_client_against_grpc_go_server(go_server: str) -> None:
         assert (await client.say_hello_client_streaming(names)).messages == greetings
         bidi = [r.message async for r in client.say_hello_bidirectional_streaming(names)]
         assert bidi == greetings
+
+
+def metadata_flags(*pairs: str) -> list[str]:
+    """Go client flags that send each key=value pair as metadata on every call."""
+    return [arg for pair in pairs for arg in ("-metadata", pair)]
+
+
+@pytest.fixture
+async def token_server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    """`python -m greet.server --auth-token-file F --access-log`; F holds GOOD_TOKEN and another."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# tokens for the grpc-go interop tests\nsomeone-else\n{GOOD_TOKEN}\n")
+    args = ["--auth-token-file", str(tokens), "--access-log"]
+    async with ServerProcess(args, cwd=str(tmp_path)) as server:
+        yield server
+
+
+async def test_go_client_with_bearer_token_and_binary_metadata(
+    go_binaries: GoBinaries, token_server: ServerProcess
+) -> None:
+    """grpc-go sends `authorization: Bearer <token>`, a binary key (base64 without padding on the
+    wire) and a plain key on every call: all four call kinds are answered correctly."""
+    run = await run_go_client(
+        go_binaries,
+        token_server.target,
+        "all",
+        NAMES,
+        *metadata_flags(
+            f"authorization=Bearer {GOOD_TOKEN}",
+            "trace-context-bin=00ff0a80fe",
+            "x-request-id=go-interop-1",
+        ),
+    )
+    assert run.statuses == []
+    assert run.replies == all_four(NAMES)
+    assert run.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        (None, "missing 'authorization' metadata"),
+        ("Bearer wrong-token-5c1d", "bearer token is not valid"),
+        (f"Basic {GOOD_TOKEN}", "must be 'Bearer <token>'"),
+    ],
+    ids=["missing", "wrong-token", "wrong-scheme"],
+)
+async def test_go_client_without_valid_token_is_unauthenticated(
+    go_binaries: GoBinaries, token_server: ServerProcess, authorization: str | None, reason: str
+) -> None:
+    extra = [] if authorization is None else metadata_flags(f"authorization={authorization}")
+    run = await run_go_client(
+        go_binaries, token_server.target, "all", NAMES, "-show-metadata", *extra
+    )
+    assert run.replies == []
+    assert run.status_codes() == [
+        (call, GRPC_UNAUTHENTICATED, "Unauthenticated") for call in CALL_KINDS
+    ]
+    assert all(reason in str(status["error"]) for status in run.statuses), run.statuses
+    assert run.returncode == 1
+    # Each refusal is a trailers-only response; grpc-go read its status because it carries a gRPC
+    # content-type (without one grpc-go would report Unknown or Internal instead).
+    assert [(m.call, m.headers, grpc_content_type(m.trailers)) for m in run.metadata] == [
+        (call, {}, True) for call in CALL_KINDS
+    ]
+    # Refusals are in the access log; the token sent is not, and the server keeps serving.
+    await token_server.wait_for_log(
+        re.compile(r"/greet_service\.GreetService/SayHelloBidirectionalStreaming UNAUTHENTICATED ")
+    )
+    assert "wrong-token-5c1d" not in "\n".join(token_server.log_lines)
+    assert GOOD_TOKEN not in "\n".join(token_server.log_lines)
+    after = await run_go_client(
+        go_binaries,
+        token_server.target,
+        "unary",
+        (),
+        *metadata_flags(f"authorization=Bearer {GOOD_TOKEN}"),
+    )
+    assert after.replies == [("unary", "Hello")]
+
+
+def grpc_content_type(metadata: dict[str, list[str]]) -> bool:
+    """Whether metadata holds exactly one gRPC content-type (application/grpc, +proto, ...)."""
+    values = metadata.get("content-type", [])
+    return len(values) == 1 and re.fullmatch(r"application/grpc(\+proto)?", values[0]) is not None
+
+
+def normalised(run: GoRun) -> list[CallMetadata]:
+    """Response metadata with `application/grpc+proto` written as its synonym `application/grpc`
+    (grpc-go's server sends the short form, grpclib the long one)."""
+
+    def fix(metadata: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {
+            key: ["application/grpc" if v == "application/grpc+proto" else v for v in values]
+            for key, values in metadata.items()
+        }
+
+    return [CallMetadata(m.call, fix(m.headers), fix(m.trailers)) for m in run.metadata]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("all", [CallMetadata(call, GRPC_CT, {}) for call in CALL_KINDS]),
+        ("unknown-method", [CallMetadata("unknown-method", {}, GRPC_CT)]),
+    ],
+)
+async def test_go_client_reads_response_metadata_like_from_grpc_go(
+    go_binaries: GoBinaries,
+    go_server: str,
+    python_server: ServerProcess,
+    mode: str,
+    expected: list[CallMetadata],
+) -> None:
+    """grpc-go reads the same response headers and trailers (grpc.Header / grpc.Trailer) from our
+    server as from a grpc-go server: a gRPC content-type in the headers of a call that answers (in
+    the trailers of a trailers-only error), nothing else."""
+    theirs = await run_go_client(go_binaries, go_server, mode, NAMES, "-show-metadata")
+    ours = await run_go_client(go_binaries, python_server.target, mode, NAMES, "-show-metadata")
+    assert normalised(ours) == normalised(theirs) == expected
+    assert ours.replies == theirs.replies
+    assert ours.status_codes() == theirs.status_codes()
+
+
+async def scrape(url: str) -> dict[tuple[str, str], float]:
+    """The server's Prometheus counters as {(sample name, grpc_method label or ""): value}."""
+
+    def get() -> str:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=30) as response:
+            body: bytes = response.read()
+        return body.decode()
+
+    return {
+        (sample.name, sample.labels.get("grpc_method", "")): sample.value
+        for family in text_string_to_metric_families(await asyncio.to_thread(get))
+        for sample in family.samples
+        if sample.labels.get("grpc_service", "greet_service.GreetService")
+        == "greet_service.GreetService"
+    }
+
+
+async def test_go_client_cancels_streams_and_the_server_stops_their_work(
+    go_binaries: GoBinaries, tmp_path: Path
+) -> None:
+    """grpc-go cancels a server-stream and a bidi call after their first reply: it sees Canceled,
+    the server logs each call as CANCELLED, stops greeting its names, and keeps serving."""
+    names = [f"name-{i}" for i in range(1000)]  # 200 s of work per call at --work-delay 0.2
+    # --cache-size makes the cache count every greeting the backend starts (cache misses).
+    args = ["--work-delay", "0.2", "--access-log", "--metrics-port", "0", "--cache-size", "5000"]
+    async with ServerProcess(args, cwd=str(tmp_path)) as server:
+        metrics_url = (await server.wait_for_log(METRICS_LINE)).group(1)
+        run = await run_go_client(go_binaries, server.target, "cancel", names)
+        assert run.replies == [("server-stream", "Hello name-0"), ("bidi", "Hello name-0")]
+        assert run.status_codes() == [
+            ("server-stream", GRPC_CANCELLED, "Canceled"),
+            ("bidi", GRPC_CANCELLED, "Canceled"),
+        ]
+        assert run.returncode == 1
+        for method in ("SayHelloServerStreaming", "SayHelloBidirectionalStreaming"):
+            await server.wait_for_log(
+                re.compile(rf"/greet_service\.GreetService/{method} CANCELLED ")
+            )
+        # A fresh call with eight names is served (its 1.6 s of work is also time in which a
+        # server still working on the cancelled calls would start more greetings and count them).
+        fresh = [*NAMES, "Zoë", "世界", "Привет", "Ærøskøbing", "👋🏽"]
+        after = await run_go_client(go_binaries, server.target, "client-stream", fresh)
+        assert after.replies == [("client-stream", f"Hello {name}") for name in fresh]
+        counters = await scrape(metrics_url)
+    # Each cancelled call sent its one reply, and at most the greeting under way when the cancel
+    # arrived (plus one for a slow machine): nowhere near its 1000 names.
+    for method in ("SayHelloServerStreaming", "SayHelloBidirectionalStreaming"):
+        assert 1 <= counters[("grpc_server_msg_sent_total", method)] <= 3
+    # Backend greetings started: name-0 (the bidi call's is a cache hit), name-1 under way at each
+    # cancel, the eight names of the fresh call: 11; two more allowed for a slow machine. (A server
+    # that kept greeting the names of a cancelled call would have started some 8 more.)
+    assert 9 <= counters[("greet_cache_misses_total", "")] <= 13

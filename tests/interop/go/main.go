@@ -6,9 +6,20 @@
 //
 //	{"call":"unary","message":"Hello"}                       one reply (client-stream: one per message)
 //	{"call":"unary","code":12,"status":"Unimplemented","error":"..."}  a call that ended in a status
+//	{"call":"unary","headers":{...},"trailers":{...}}       response metadata (-show-metadata)
 //
 // Flags: -addr host:port, -mode (see modes below), -timeout (deadline of each call); any further
 // arguments replace the default names. The exit status is 1 when any call ended in a non-OK status.
+//
+//	-metadata key=value  outgoing metadata sent on every call (repeatable), e.g.
+//	                     -metadata "authorization=Bearer s3cret". For keys ending in -bin the value
+//	                     is hex (-metadata trace-bin=00ff); grpc-go sends those bytes base64-encoded.
+//	-show-metadata       after each call print the response headers and trailers grpc-go read
+//	                     (grpc.Header / grpc.Trailer), as the metadata line above shows.
+//	-cancel-after N      -mode cancel: replies to read before cancelling each call (default 1).
+//
+// -mode cancel makes a server-stream and then a bidi call with the names, reads -cancel-after
+// replies of each and cancels the call's context; grpc-go then reports Canceled (code 1).
 //
 // The Go code for the messages and stubs is generated from proto/greet.proto at build time by
 // tests/interop/build_go.sh; it is imported here as greet/proto.
@@ -16,6 +27,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -27,6 +39,7 @@ import (
 	pb "greet/proto"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -38,7 +51,36 @@ const (
 
 var modes = []string{
 	"all", "unary", "server-stream", "client-stream", "bidi",
-	"unknown-method", "unknown-service", "deadline",
+	"unknown-method", "unknown-service", "deadline", "cancel",
+}
+
+// metadataFlag collects repeated -metadata key=value flags into outgoing metadata.
+type metadataFlag struct {
+	md metadata.MD
+}
+
+func (f *metadataFlag) String() string {
+	return fmt.Sprint(f.md)
+}
+
+func (f *metadataFlag) Set(pair string) error {
+	i := strings.IndexByte(pair, '=')
+	if i < 0 {
+		return fmt.Errorf("want key=value, got %q", pair)
+	}
+	key, value := strings.ToLower(pair[:i]), pair[i+1:]
+	if strings.HasSuffix(key, "-bin") {
+		raw, err := hex.DecodeString(value)
+		if err != nil {
+			return fmt.Errorf("value of binary key %q must be hex: %v", key, err)
+		}
+		value = string(raw)
+	}
+	if f.md == nil {
+		f.md = metadata.MD{}
+	}
+	f.md.Append(key, value)
+	return nil
 }
 
 // reporter prints replies and statuses as JSON lines and remembers whether any call failed.
@@ -59,6 +101,12 @@ type statusLine struct {
 	Error  string `json:"error"`
 }
 
+type metadataLine struct {
+	Call     string      `json:"call"`
+	Headers  metadata.MD `json:"headers"`
+	Trailers metadata.MD `json:"trailers"`
+}
+
 func (r *reporter) reply(call, message string) {
 	_ = r.out.Encode(replyLine{Call: call, Message: message})
 }
@@ -72,21 +120,54 @@ func (r *reporter) fail(call string, err error) {
 	})
 }
 
-type caller struct {
-	conn    *grpc.ClientConn
-	client  pb.GreetServiceClient
-	timeout time.Duration
-	report  *reporter
+// metadata reports the response headers and trailers grpc-go read for call (none: {}).
+func (r *reporter) metadata(call string, headers, trailers metadata.MD) {
+	if headers == nil {
+		headers = metadata.MD{}
+	}
+	if trailers == nil {
+		trailers = metadata.MD{}
+	}
+	_ = r.out.Encode(metadataLine{Call: call, Headers: headers, Trailers: trailers})
 }
 
+type caller struct {
+	conn         *grpc.ClientConn
+	client       pb.GreetServiceClient
+	timeout      time.Duration
+	outgoing     metadata.MD
+	showMetadata bool
+	cancelAfter  int
+	report       *reporter
+}
+
+// context is the context of one call: its deadline and the outgoing metadata.
 func (c *caller) context() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), c.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	if len(c.outgoing) > 0 {
+		ctx = metadata.NewOutgoingContext(ctx, c.outgoing)
+	}
+	return ctx, cancel
+}
+
+// observed returns the call options that capture call's response headers and trailers, and a
+// function to run once the call is over that prints them (with -show-metadata; else it does
+// nothing).
+func (c *caller) observed(call string) ([]grpc.CallOption, func()) {
+	if !c.showMetadata {
+		return nil, func() {}
+	}
+	var headers, trailers metadata.MD
+	options := []grpc.CallOption{grpc.Header(&headers), grpc.Trailer(&trailers)}
+	return options, func() { c.report.metadata(call, headers, trailers) }
 }
 
 func (c *caller) unary() {
 	ctx, cancel := c.context()
 	defer cancel()
-	res, err := c.client.SayHello(ctx, &pb.NoParam{})
+	options, done := c.observed("unary")
+	defer done()
+	res, err := c.client.SayHello(ctx, &pb.NoParam{}, options...)
 	if err != nil {
 		c.report.fail("unary", err)
 		return
@@ -97,7 +178,9 @@ func (c *caller) unary() {
 func (c *caller) serverStream(names []string) {
 	ctx, cancel := c.context()
 	defer cancel()
-	stream, err := c.client.SayHelloServerStreaming(ctx, &pb.NamesList{Names: names})
+	options, done := c.observed("server-stream")
+	defer done()
+	stream, err := c.client.SayHelloServerStreaming(ctx, &pb.NamesList{Names: names}, options...)
 	if err != nil {
 		c.report.fail("server-stream", err)
 		return
@@ -118,7 +201,9 @@ func (c *caller) serverStream(names []string) {
 func (c *caller) clientStream(names []string) {
 	ctx, cancel := c.context()
 	defer cancel()
-	stream, err := c.client.SayHelloClientStreaming(ctx)
+	options, done := c.observed("client-stream")
+	defer done()
+	stream, err := c.client.SayHelloClientStreaming(ctx, options...)
 	if err != nil {
 		c.report.fail("client-stream", err)
 		return
@@ -142,7 +227,9 @@ func (c *caller) clientStream(names []string) {
 func (c *caller) bidi(names []string) {
 	ctx, cancel := c.context()
 	defer cancel()
-	stream, err := c.client.SayHelloBidirectionalStreaming(ctx)
+	options, done := c.observed("bidi")
+	defer done()
+	stream, err := c.client.SayHelloBidirectionalStreaming(ctx, options...)
 	if err != nil {
 		c.report.fail("bidi", err)
 		return
@@ -169,12 +256,75 @@ func (c *caller) bidi(names []string) {
 	}
 }
 
+// cancelled makes a server-stream and a bidi call, reads -cancel-after replies of each, then
+// cancels the call's context and reports how the call ends (grpc-go: Canceled). Names are sent
+// in the background, so a bidi call is cancelled while it may still be sending.
+func (c *caller) cancelled(names []string) {
+	ctx, cancel := c.context()
+	defer cancel()
+	options, done := c.observed("server-stream")
+	stream, err := c.client.SayHelloServerStreaming(ctx, &pb.NamesList{Names: names}, options...)
+	if err == nil {
+		c.readThenCancel("server-stream", stream, cancel)
+	} else {
+		c.report.fail("server-stream", err)
+	}
+	done()
+
+	ctx, cancel = c.context()
+	defer cancel()
+	options, done = c.observed("bidi")
+	defer done()
+	bidi, err := c.client.SayHelloBidirectionalStreaming(ctx, options...)
+	if err != nil {
+		c.report.fail("bidi", err)
+		return
+	}
+	go func() {
+		for _, name := range names {
+			if bidi.Send(&pb.HelloRequest{Name: name}) != nil {
+				return
+			}
+		}
+		_ = bidi.CloseSend()
+	}()
+	c.readThenCancel("bidi", bidi, cancel)
+}
+
+// replyStream is what server-stream and bidi calls have in common: the replies.
+type replyStream interface {
+	Recv() (*pb.HelloResponse, error)
+}
+
+// readThenCancel reads replies from stream, calls cancel after -cancel-after of them and reports
+// the status the stream then ends in.
+func (c *caller) readThenCancel(call string, stream replyStream, cancel func()) {
+	received := 0
+	for {
+		if received == c.cancelAfter {
+			cancel()
+		}
+		res, err := stream.Recv()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			c.report.fail(call, err)
+			return
+		}
+		received++
+		c.report.reply(call, res.GetMessage())
+	}
+}
+
 // invoke calls a method path the generated stub does not know, with an empty request.
 func (c *caller) invoke(call, method string) {
 	ctx, cancel := c.context()
 	defer cancel()
+	options, done := c.observed(call)
+	defer done()
 	res := &pb.HelloResponse{}
-	if err := c.conn.Invoke(ctx, method, &pb.NoParam{}, res); err != nil {
+	if err := c.conn.Invoke(ctx, method, &pb.NoParam{}, res, options...); err != nil {
 		c.report.fail(call, err)
 		return
 	}
@@ -206,6 +356,8 @@ func (c *caller) run(mode string, names []string) {
 		c.serverStream(names)
 		c.clientStream(names)
 		c.bidi(names)
+	case "cancel":
+		c.cancelled(names)
 	}
 }
 
@@ -213,6 +365,10 @@ func main() {
 	addr := flag.String("addr", "localhost:8080", "server address host:port")
 	mode := flag.String("mode", "all", "what to call: "+strings.Join(modes, ", "))
 	timeout := flag.Duration("timeout", 10*time.Second, "deadline of each call")
+	var outgoing metadataFlag
+	flag.Var(&outgoing, "metadata", "key=value sent on every call, repeatable (-bin keys: hex)")
+	showMetadata := flag.Bool("show-metadata", false, "print the response headers and trailers")
+	cancelAfter := flag.Int("cancel-after", 1, "-mode cancel: replies to read before cancelling")
 	flag.Parse()
 
 	known := false
@@ -237,7 +393,10 @@ func main() {
 
 	report := &reporter{out: json.NewEncoder(os.Stdout)}
 	report.out.SetEscapeHTML(false)
-	c := &caller{conn: conn, client: pb.NewGreetServiceClient(conn), timeout: *timeout, report: report}
+	c := &caller{
+		conn: conn, client: pb.NewGreetServiceClient(conn), timeout: *timeout,
+		outgoing: outgoing.md, showMetadata: *showMetadata, cancelAfter: *cancelAfter, report: report,
+	}
 	c.run(*mode, names)
 	if report.failed {
 		conn.Close()
