@@ -1,0 +1,69 @@
+"""The package declares what it imports: `pip install .` alone must give a working server."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import sys
+from pathlib import Path
+
+import greet
+
+PACKAGE_DIR = Path(greet.__file__).parent
+OWN_MODULES = {"greet", "generated"}
+
+
+def imported_top_level_modules() -> set[str]:
+    """Top-level modules imported anywhere in the installed greet package (not its tests)."""
+    names: set[str] = set()
+    for path in PACKAGE_DIR.rglob("*.py"):
+        if path.name == "testing.py":  # test helpers, not imported by the server or client
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - OWN_MODULES - set(sys.stdlib_module_names)
+
+
+def requirement_names(distribution: str) -> set[str]:
+    """Names of the distributions `distribution` requires on this platform (markers evaluated)."""
+    from packaging.requirements import Requirement
+
+    names = set()
+    for text in importlib.metadata.requires(distribution) or []:
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            names.add(normalize(requirement.name))
+    return names
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_closure(root: str) -> set[str]:
+    """`root` and everything it requires, transitively."""
+    seen: set[str] = set()
+    pending = [normalize(root)]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        pending.extend(requirement_names(name) - seen)
+    return seen
+
+
+def test_every_imported_module_comes_from_a_declared_dependency() -> None:
+    provided_by = importlib.metadata.packages_distributions()
+    closure = installed_closure("greet")
+    missing = {
+        module: provided_by.get(module, ["?"])
+        for module in imported_top_level_modules()
+        if not any(normalize(dist) in closure for dist in provided_by.get(module, []))
+    }
+    assert not missing, f"imported but not required by greet's dependencies: {missing}"
+    assert {"betterproto", "grpclib", "google", "h2"} <= imported_top_level_modules()
