@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
 from greet.server.config import parse_config
-from greet.server.run import serve
+from greet.server.run import configure_logging, run_event_loop, serve
+from greet.server.supervisor import supervise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(config)
     try:
-        asyncio.run(serve(config))
+        if config.workers != 1:  # a supervisor of worker processes (0: one per CPU)
+            return supervise(config)
+        run_event_loop(serve(config))
     except OSError as error:
         logging.getLogger("greet.server").error("cannot serve: %s", error)
         return 1

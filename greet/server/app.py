@@ -5,14 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from types import TracebackType
 from typing import cast
 
 from grpclib.server import Server
 
-from greet.greeting import WorkingGreeter
+from greet.auth import BearerTokenAuth, TokenFile
+from greet.cache import CachedGreeter
+from greet.greeting import Greeter, WorkingGreeter
+from greet.health import GreetHealth, ServingSwitch
+from greet.logs import AccessLog
+from greet.metrics import GrpcMetrics, MetricsEndpoint, in_worker_process, worker_registry
+from greet.reflection import with_reflection
 from greet.server.config import ServerConfig
 from greet.service import GreetService
+from greet.tls import server_ssl_context
+from greet.workarounds import (
+    StrictProtoCodec,
+    install_performance_workarounds,
+    install_server_workarounds,
+)
 
 __all__ = ["GreetServer", "format_address"]
 
@@ -31,24 +44,69 @@ class GreetServer:
     `start(sock=...)` with a socket that is already bound, as tests and worker processes do.
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, backend: Greeter | None = None) -> None:
         self.config = config
-        self.service = GreetService(
-            greeter=WorkingGreeter(work_delay=config.work_delay), limits=config.limits
+        # The greeting work (`backend`, by default the simulated one) behind a bounded cache
+        # unless --cache-size is 0; `cache` is None without one (its counters feed metrics).
+        greeter = backend if backend is not None else WorkingGreeter(work_delay=config.work_delay)
+        self.cache: CachedGreeter | None = None
+        if config.cache_size > 0:
+            self.cache = CachedGreeter(greeter, size=config.cache_size, ttl=config.cache_ttl)
+            greeter = self.cache
+        self.service = GreetService(greeter=greeter, limits=config.limits)
+        self.serving = ServingSwitch()
+        self.health = GreetHealth([self.service], self.serving)
+        self.grpc_server = Server(
+            with_reflection([self.service, self.health]), codec=StrictProtoCodec()
         )
-        self.grpc_server = Server([self.service])
+        # Receive limits, UNIMPLEMENTED with content-type, connection tracking for the drain.
+        self.drain = install_server_workarounds(
+            self.grpc_server, max_message_bytes=config.max_message_bytes
+        )
+        # Speed: coalesced writes, fast message classes, header-block cache (workarounds 5).
+        install_performance_workarounds(self.grpc_server)
+        # Observability (before auth, so refused calls are counted and logged too). Metrics are
+        # recorded with --metrics-port, or in a worker whose supervisor serves them (multiprocess
+        # mode); nothing is installed otherwise, which keeps the hot path free of event dispatch.
+        self.metrics: GrpcMetrics | None = None
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        if config.metrics_port is not None or in_worker_process():
+            self.metrics = GrpcMetrics(worker_registry())
+            self.metrics.install(self.grpc_server, cache=self.cache)
+            if config.metrics_port is not None:
+                self.metrics_endpoint = MetricsEndpoint(
+                    self.metrics.registry,
+                    config.host,
+                    config.metrics_port,
+                    before_scrape=self.metrics.sync_cache,
+                )
+        if config.access_log:
+            AccessLog().install(self.grpc_server)
+        # Security: TLS context (None: plaintext) and bearer tokens (None: no auth).
+        self.ssl_context: ssl.SSLContext | None = None
+        if config.tls_cert is not None and config.tls_key is not None:
+            self.ssl_context = server_ssl_context(
+                config.tls_cert, config.tls_key, config.tls_client_ca
+            )
+        self.token_file: TokenFile | None = None
+        if config.auth_token_file is not None:
+            self.token_file = TokenFile(config.auth_token_file)
+            BearerTokenAuth(self.token_file).install(self.grpc_server)
         self._address: tuple[str, int] | None = None
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Listen on `sock` if given, else on the configured host and port."""
         if sock is not None:
-            await self.grpc_server.start(sock=sock)
+            await self.grpc_server.start(sock=sock, ssl=self.ssl_context)
         else:
-            await self.grpc_server.start(self.config.host, self.config.port)
+            await self.grpc_server.start(self.config.host, self.config.port, ssl=self.ssl_context)
         listening = cast("asyncio.Server | None", self.grpc_server._server)
         assert listening is not None
         host, port = listening.sockets[0].getsockname()[:2]
         self._address = (host, port)
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.start()
+            log.info("metrics on %s", self.metrics_endpoint.url)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -63,16 +121,24 @@ class GreetServer:
         return format_address(*self.address)
 
     def set_serving(self, serving: bool) -> None:
-        """Report SERVING / NOT_SERVING on the health service (filled in by greet.health)."""
+        """Report SERVING / NOT_SERVING on the health service, for "" and GreetService.
+
+        Health Watch calls get the change at once; a Watch ends after it has sent NOT_SERVING.
+        """
+        self.serving.set(serving)
+
+    def reload_auth_tokens(self) -> bool:
+        """Re-read `--auth-token-file` (SIGHUP); False if there is none or reading failed."""
+        return self.token_file is not None and self.token_file.reload()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop listening and close every connection.
-
-        `grace` (default: config.grace) is how long in-flight calls may take to finish.
+        """Drain and stop: stop accepting connections, send GOAWAY, let in-flight calls finish
+        for up to `grace` seconds (default: config.grace), cancel the rest, close connections.
         """
         self.set_serving(False)
-        self.grpc_server.close()
-        await self.grpc_server.wait_closed()
+        await self.drain.shutdown(self.config.grace if grace is None else grace)
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.close()
 
     async def __aenter__(self) -> GreetServer:
         await self.start()

@@ -51,7 +51,7 @@ from greet.metrics import (
 )
 from greet.server.app import GreetServer, format_address
 from greet.server.config import ServerConfig
-from greet.server.run import configure_logging, serve
+from greet.server.run import configure_logging, run_event_loop, serve
 
 __all__ = ["Supervisor", "supervise", "worker_count"]
 
@@ -139,7 +139,7 @@ def run_worker(spec: WorkerSpec, channel: Connection) -> None:
 
     try:
         sock = port_sharing_socket(spec.family, spec.sockaddr)
-        asyncio.run(serve(spec.config, sock=sock, on_ready=ready))
+        run_event_loop(serve(spec.config, sock=sock, on_ready=ready))
     except OSError as error:
         log.error("worker %d cannot serve: %s", spec.slot, error)
         raise SystemExit(1) from None
