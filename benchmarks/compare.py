@@ -403,8 +403,9 @@ def run(args: argparse.Namespace) -> Results:
         if args.workers:
             unary = WORKLOADS["unary128"]
             body = bodies.get("unary128") or write_body(unary, Path(tmp))
-            whole = [greet_spec(2, args.greet_args), grpcio_spec()]
+            whole = [greet_spec(2, args.greet_args), greet_spec(1, args.greet_args), grpcio_spec()]
             whole[0].name = "greet --workers 2"
+            whole[1].name = "greet --workers 1"
             servers = [RunningServer(spec, None) for spec in whole]
             try:
                 for _ in range(args.rounds):
@@ -536,11 +537,13 @@ def report(args: argparse.Namespace, results: Results, started: datetime.datetim
                 f"| {name} | {fmt_rate(median(rates))} | "
                 f"{fmt_rate(min(rates))}-{fmt_rate(max(rates))} |"
             )
-        names_w = list(results.workers)
-        ratio = median([m.rate for m in results.workers[names_w[0]]]) / median(
-            [m.rate for m in results.workers[names_w[1]]]
-        )
-        lines += ["", f"greet --workers 2 / grpcio: **{ratio:.2f}**"]
+        rate = {name: median([m.rate for m in ms]) for name, ms in results.workers.items()}
+        two = rate["greet --workers 2"]
+        lines += ["", f"greet --workers 2 / grpcio: **{two / rate['grpcio']:.2f}**"]
+        if "greet --workers 1" in rate:
+            lines += [
+                f"greet --workers 2 / greet --workers 1: **{two / rate['greet --workers 1']:.2f}**"
+            ]
     notes = [
         "Where the time goes, what was removed and what bounds the rest: benchmarks/PROFILE.md "
         "(`python benchmarks/profile.py --workload unary1`).",
