@@ -68,7 +68,7 @@ def bound_socket(host: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-READY_PATTERN = re.compile(r"greet server listening on (\S+)")
+READY_PATTERN = re.compile(r"greet server listening on ([^\s\"]+)")
 
 
 class ServerProcess:

@@ -25,7 +25,10 @@ Each section names the upstream behaviour it covers; each has a test that fails 
    accepting, sends GOAWAY (last stream id 2^31-1, as grpc-go's GracefulStop does first) on every
    open connection, waits for in-flight calls for up to the grace period, and then closes the
    connections (GOAWAY with the real last stream id) after grpclib has cancelled what is left.
-5. Performance (write coalescing): see the section at the end of this module.
+5. Performance, at the end of this module (tests/test_perf_workarounds.py): 5a one socket write
+   per event-loop round instead of grpclib's write per HTTP/2 step; 5b betterproto message classes
+   built without betterproto's exception-driven oneof bookkeeping; 5c cheaper cleanup of grpclib's
+   finished call tasks; 5d a per-connection cache of decoded HPACK header blocks.
 6. Client GOAWAY (`install_goaway_tolerance`). grpclib's client drops every call in flight when a
    GOAWAY arrives; this keeps the streams the server accepted and reconnects for new calls.
 """

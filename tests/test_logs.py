@@ -17,8 +17,6 @@ from grpclib.exceptions import GRPCError
 from generated.greet_service import GreetServiceStub, NamesList, NoParam
 from greet.testing import ServerProcess
 
-# The readiness message inside a JSON line: the address ends at the closing quote.
-LISTENING = re.compile(r"greet server listening on ([^\s\"]+)")
 SAY_HELLO = "/greet_service.GreetService/SayHello"
 STREAMING = "/greet_service.GreetService/SayHelloServerStreaming"
 TOKEN = "s3cret-token-value-1234"
@@ -35,13 +33,6 @@ async def stub_for(target: str, token: str | None = None) -> AsyncIterator[Greet
         channel.close()
 
 
-def address(server: ServerProcess) -> str:
-    for line in server.log_lines:
-        if match := LISTENING.search(line):
-            return match.group(1)
-    raise AssertionError("no readiness line")
-
-
 def access_records(lines: list[str]) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in lines]
     return [record for record in records if record["logger"] == "greet.access"]
@@ -53,7 +44,7 @@ async def test_json_lines_carry_the_access_fields_and_no_secrets(tmp_path: Path)
     args = ["--log-format", "json", "--access-log", "--auth-token-file", str(tokens)]
     args += ["--max-name-chars", "3"]
     async with ServerProcess(args) as server:
-        target = address(server)
+        target = server.target
         async with stub_for(target, TOKEN) as stub:
             assert (await stub.say_hello(NoParam())).message == "Hello"
             with pytest.raises(GRPCError) as invalid:
@@ -88,7 +79,7 @@ async def test_json_lines_carry_the_access_fields_and_no_secrets(tmp_path: Path)
 
 async def test_access_log_is_off_by_default() -> None:
     async with ServerProcess(["--log-format", "json"]) as server:
-        async with stub_for(address(server)) as stub:
+        async with stub_for(server.target) as stub:
             assert (await stub.say_hello(NoParam())).message == "Hello"
         await server.stop()
     records = [json.loads(line) for line in server.log_lines if line.strip()]
@@ -98,7 +89,7 @@ async def test_access_log_is_off_by_default() -> None:
 
 async def test_text_access_log_line() -> None:
     async with ServerProcess(["--access-log"]) as server:
-        async with stub_for(address(server)) as stub:
+        async with stub_for(server.target) as stub:
             await stub.say_hello(NoParam())
         match = await server.wait_for_log(re.compile(r"greet\.access: (\S+) (\S+) ([\d.]+)ms"))
     assert match.group(1) == SAY_HELLO
