@@ -542,6 +542,7 @@ def report(args: argparse.Namespace, results: Results, started: datetime.datetim
         lines += ["", f"greet --workers 2 / grpcio: **{two / rate['grpcio']:.2f}**"]
         if "greet --workers 1" in rate:
             lines += [
+                "",
                 f"greet --workers 2 / greet --workers 1: **{two / rate['greet --workers 1']:.2f}**"
             ]
     notes = [
