@@ -543,7 +543,7 @@ def report(args: argparse.Namespace, results: Results, started: datetime.datetim
         if "greet --workers 1" in rate:
             lines += [
                 "",
-                f"greet --workers 2 / greet --workers 1: **{two / rate['greet --workers 1']:.2f}**"
+                f"greet --workers 2 / greet --workers 1: **{two / rate['greet --workers 1']:.2f}**",
             ]
     notes = [
         "Where the time goes, what was removed and what bounds the rest: benchmarks/PROFILE.md "
