@@ -26,6 +26,7 @@ __all__ = [
     "StartServer",
     "bound_socket",
     "run_client_cli",
+    "wait_until",
 ]
 
 StartServer: TypeAlias = "Callable[..., Awaitable[GreetServer]]"
@@ -57,6 +58,19 @@ async def run_client_cli(
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode is not None
     return CompletedCommand(process.returncode, out.decode(), err.decode())
+
+
+async def wait_until(
+    condition: Callable[[], bool], what: str = "the condition", timeout: float = 30.0
+) -> None:
+    """Check `condition()` after each short pause until it holds (for state with nothing to
+    await, such as counters); fail after `timeout` seconds naming `what`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"still not the case after {timeout}s: {what}")
+        await asyncio.sleep(0.002)
 
 
 def bound_socket(host: str = "127.0.0.1") -> socket.socket:

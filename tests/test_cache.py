@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import pytest
 
@@ -12,7 +12,7 @@ from greet.cache import CachedGreeter
 from greet.client import GreetClient
 from greet.greeting import greeting_for
 from greet.server import GreetServer, ServerConfig
-from greet.testing import bound_socket
+from greet.testing import bound_socket, wait_until
 
 
 class CountingGreeter:
@@ -43,17 +43,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Yield to the event loop until `condition()` holds (the tasks it waits for run meanwhile)."""
-
-    async def poll() -> None:
-        # The counters are plain attributes with nothing to await: check after each step.
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 def started(coroutine: Awaitable[str]) -> asyncio.Task[str]:

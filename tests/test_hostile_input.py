@@ -32,7 +32,7 @@ from h2.events import (
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.server import GreetServer, ServerConfig
-from greet.testing import ServerProcess, StartServer, bound_socket
+from greet.testing import ServerProcess, StartServer, bound_socket, wait_until
 from greet.workarounds import StrictProtoCodec, rust_codec_active
 
 SERVICE = "/greet_service.GreetService/"
@@ -370,16 +370,6 @@ async def test_http1_request_and_random_bytes_are_refused(server: GreetServer) -
         # The server closes the connection (after a GOAWAY frame for an HTTP/2 preface).
         assert b"HTTP/1.1 200" not in received
     await assert_still_serving(server.target)
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Wait until `condition()` holds, checking it again every few milliseconds (no new task)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"still not the case after {timeout}s: {what}")
-        await asyncio.sleep(0.01)
 
 
 def server_tasks() -> int:

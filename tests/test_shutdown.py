@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -29,7 +29,7 @@ from generated.greet_service import (
 )
 from greet.client import GreetClient
 from greet.server import GreetServer, ServerConfig
-from greet.testing import ServerProcess, bound_socket
+from greet.testing import ServerProcess, bound_socket, wait_until
 from greet.workarounds import install_goaway_tolerance
 
 SERVICE = "/greet_service.GreetService/"
@@ -177,9 +177,9 @@ async def test_grpclib_channel_with_goaway_tolerance_finishes_its_call_during_a_
         call = asyncio.create_task(stub.say_hello_client_streaming(requests()))
         await first_sent.wait()
         protocol = await channel.__connect__()
-        await wait_for_condition(lambda: bool(server.drain.in_flight()), "call on the server")
+        await wait_until(lambda: bool(server.drain.in_flight()), "call on the server")
         stopping = asyncio.create_task(server.stop(grace=30))
-        await wait_for_condition(
+        await wait_until(
             lambda: protocol.handler.connection_lost,  # type: ignore[attr-defined]
             "the client saw GOAWAY",
         )
@@ -193,14 +193,6 @@ async def test_grpclib_channel_with_goaway_tolerance_finishes_its_call_during_a_
     finally:
         channel.close()
         await server.stop(grace=0)
-
-
-async def wait_for_condition(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not condition():
-        assert loop.time() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.005)
 
 
 async def test_second_stop_signal_ends_the_grace_period_at_once() -> None:
