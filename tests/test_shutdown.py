@@ -71,6 +71,23 @@ async def goaway_on_idle_connection(target: str, accepted: asyncio.Event) -> Con
         writer.close()
 
 
+async def names_sent_through_the_drain(
+    process: ServerProcess, names: list[str], first_sent: asyncio.Event
+) -> AsyncIterator[str]:
+    """Yield "before", set `first_sent`, then once the server logs that it is shutting down keep
+    yielding names for two more seconds; every name yielded is appended to `names`."""
+    names.append("before")
+    yield "before"
+    first_sent.set()
+    await process.wait_for_log(SHUTTING_DOWN)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 2.0
+    while loop.time() < until:
+        names.append(f"n{len(names)}")
+        yield names[-1]
+        await asyncio.sleep(0.05)  # a client that keeps sending at its own pace
+
+
 async def test_sigterm_drains_a_client_stream_that_keeps_sending() -> None:
     async with ServerProcess(["--grace", "10"]) as process:
         accepted = asyncio.Event()
@@ -86,17 +103,8 @@ async def test_sigterm_drains_a_client_stream_that_keeps_sending() -> None:
             names: list[str] = []
 
             async def requests() -> AsyncIterator[bytes]:
-                names.append("before")
-                yield request_bytes("before")
-                sent_before.set()
-                await process.wait_for_log(SHUTTING_DOWN)
-                # Keep sending for two seconds after the server started draining.
-                loop = asyncio.get_running_loop()
-                until = loop.time() + 2.0
-                while loop.time() < until:
-                    names.append(f"n{len(names)}")
-                    yield request_bytes(names[-1])
-                    await asyncio.sleep(0.05)
+                async for name in names_sent_through_the_drain(process, names, sent_before):
+                    yield request_bytes(name)
 
             call = client_stream(requests())
             await sent_before.wait()
@@ -225,19 +233,11 @@ async def test_greet_client_stream_that_keeps_sending_completes_during_a_drain()
             sent_before = asyncio.Event()
             names: list[str] = []
 
-            async def requests() -> AsyncIterator[str]:
-                names.append("before")
-                yield "before"
-                sent_before.set()
-                await process.wait_for_log(SHUTTING_DOWN)
-                loop = asyncio.get_running_loop()
-                until = loop.time() + 2.0
-                while loop.time() < until:
-                    names.append(f"n{len(names)}")
-                    yield names[-1]
-                    await asyncio.sleep(0.05)
-
-            call = asyncio.create_task(client.say_hello_client_streaming(requests()))
+            call = asyncio.create_task(
+                client.say_hello_client_streaming(
+                    names_sent_through_the_drain(process, names, sent_before)
+                )
+            )
             await sent_before.wait()
             assert (await client.say_hello()).message == "Hello"  # the connection is up
             process.send_signal(signal.SIGTERM)
