@@ -71,6 +71,16 @@ async def goaway_on_idle_connection(target: str, accepted: asyncio.Event) -> Con
         writer.close()
 
 
+def open_bidi(channel: grpc.aio.Channel) -> grpc.aio.StreamStreamCall[bytes, HelloResponse]:
+    """Start a SayHelloBidirectionalStreaming call on a grpcio channel (raw request bytes)."""
+    bidi = channel.stream_stream(
+        SERVICE + "SayHelloBidirectionalStreaming",
+        request_serializer=lambda raw: raw,
+        response_deserializer=HelloResponse.FromString,
+    )
+    return bidi()
+
+
 async def names_sent_through_the_drain(
     process: ServerProcess, names: list[str], first_sent: asyncio.Event
 ) -> AsyncIterator[str]:
@@ -135,12 +145,7 @@ async def test_call_still_running_after_grace_is_cancelled_and_process_exits_0()
         ServerProcess(["--grace", "3"]) as process,
         grpc.aio.insecure_channel(process.target) as channel,
     ):
-        bidi = channel.stream_stream(
-            SERVICE + "SayHelloBidirectionalStreaming",
-            request_serializer=lambda raw: raw,
-            response_deserializer=HelloResponse.FromString,
-        )
-        call = bidi()
+        call = open_bidi(channel)
         await call.write(request_bytes("Ann"))
         assert await call.read() == HelloResponse(message="Hello Ann")  # running
         process.send_signal(signal.SIGTERM)
@@ -208,12 +213,7 @@ async def test_second_stop_signal_ends_the_grace_period_at_once() -> None:
         ServerProcess(["--grace", "600"]) as process,
         grpc.aio.insecure_channel(process.target) as channel,
     ):
-        bidi = channel.stream_stream(
-            SERVICE + "SayHelloBidirectionalStreaming",
-            request_serializer=lambda raw: raw,
-            response_deserializer=HelloResponse.FromString,
-        )
-        call = bidi()
+        call = open_bidi(channel)
         await call.write(request_bytes("Ann"))
         assert await call.read() == HelloResponse(message="Hello Ann")
         process.send_signal(signal.SIGTERM)
