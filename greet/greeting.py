@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
-from greet.errors import InvalidRequest, LimitExceeded
+from greet.errors import InvalidRequest, LimitExceeded, Violation
 
 __all__ = [
     "HELLO",
+    "NAME_TOO_LONG",
+    "TOO_MANY_MESSAGES",
+    "TOO_MANY_NAMES",
     "Greeter",
     "Limits",
     "WorkingGreeter",
@@ -22,6 +25,11 @@ __all__ = [
 
 HELLO = "Hello"
 
+# The reasons a request is refused (google.rpc.ErrorInfo.reason on the wire).
+NAME_TOO_LONG = "NAME_TOO_LONG"
+TOO_MANY_NAMES = "TOO_MANY_NAMES"
+TOO_MANY_MESSAGES = "TOO_MANY_MESSAGES"
+
 
 def greeting_for(name: str) -> str:
     """The greeting for one name, exactly as the original Go service words it."""
@@ -30,44 +38,77 @@ def greeting_for(name: str) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """How much one call may ask for; each breach names its limit in the error."""
+    """How much one call may ask for; None (the default) is no limit.
 
-    max_name_chars: int = 1024
-    max_names_per_list: int = 100_000
-    max_messages_per_stream: int = 1_000_000
+    The original Go service has none of these limits: it serves any request that fits in the
+    message size limit (--max-message-bytes), and message size, deadlines, cancellation and
+    fairness already bound the work of a call. So each limit here is opt-in, by its flag (the
+    field's `flag` metadata, see `Limits.flag`), and each breach names that flag in the error.
+    """
+
+    max_name_chars: int | None = field(default=None, metadata={"flag": "--max-name-chars"})
+    max_names_per_list: int | None = field(default=None, metadata={"flag": "--max-names"})
+    max_messages_per_stream: int | None = field(
+        default=None, metadata={"flag": "--max-stream-messages"}
+    )
 
     def __post_init__(self) -> None:
-        for field_name in ("max_name_chars", "max_names_per_list", "max_messages_per_stream"):
-            if getattr(self, field_name) < 1:
-                raise ValueError(f"{field_name} must be at least 1")
+        for limit in fields(self):
+            value = getattr(self, limit.name)
+            if value is not None and value < 1:
+                raise ValueError(
+                    f"{self.flag(limit.name)} must be at least 1 (or unset: no limit), not {value}"
+                )
+
+    @classmethod
+    def flag(cls, field_name: str) -> str:
+        """The server flag that sets a limit: `--max-names` for `max_names_per_list`."""
+        for limit in fields(cls):
+            if limit.name == field_name:
+                flag: str = limit.metadata["flag"]
+                return flag
+        raise KeyError(field_name)
 
 
-def check_name(name: str, limits: Limits) -> None:
-    """Raise InvalidRequest when a name is longer than the limit allows."""
-    if len(name) > limits.max_name_chars:
+def check_name(name: str, limits: Limits, field_path: str = "name") -> None:
+    """Raise InvalidRequest when a name is longer than the limit allows.
+
+    `field_path` names the name in the request, e.g. `names[3]` in a NamesList.
+    """
+    limit = limits.max_name_chars
+    if limit is not None and len(name) > limit:
+        flag = Limits.flag("max_name_chars")
         raise InvalidRequest(
-            f"name is {len(name)} characters long; the limit (max_name_chars) is "
-            f"{limits.max_name_chars}"
+            f"{field_path} is {len(name)} characters long; the limit ({flag}) is {limit}",
+            violation=Violation(NAME_TOO_LONG, field_path, limit, len(name), flag),
         )
 
 
 def check_names(names: Sequence[str], limits: Limits) -> None:
     """Raise when a names list is too long or holds a name that is too long."""
-    if len(names) > limits.max_names_per_list:
+    limit = limits.max_names_per_list
+    if limit is not None and len(names) > limit:
+        flag = Limits.flag("max_names_per_list")
         raise LimitExceeded(
-            f"{len(names)} names in one list; the limit (max_names_per_list) is "
-            f"{limits.max_names_per_list}"
+            f"{len(names)} names in one list; the limit ({flag}) is {limit}",
+            violation=Violation(TOO_MANY_NAMES, "names", limit, len(names), flag),
         )
-    for name in names:
-        check_name(name, limits)
+    if limits.max_name_chars is not None:
+        for index, name in enumerate(names):
+            check_name(name, limits, f"names[{index}]")
 
 
 def check_stream_length(count: int, limits: Limits) -> None:
-    """Raise LimitExceeded once a client stream has sent more messages than allowed."""
-    if count > limits.max_messages_per_stream:
+    """Raise LimitExceeded once a client stream has sent more messages than allowed.
+
+    `count` is the number of messages received so far, the one being checked included.
+    """
+    limit = limits.max_messages_per_stream
+    if limit is not None and count > limit:
+        flag = Limits.flag("max_messages_per_stream")
         raise LimitExceeded(
-            f"more than {limits.max_messages_per_stream} messages in one stream; the limit "
-            "(max_messages_per_stream) was reached"
+            f"more than {limit} messages in one stream; the limit ({flag}) is {limit}",
+            violation=Violation(TOO_MANY_MESSAGES, "requests", limit, count, flag),
         )
 
 

@@ -1,7 +1,9 @@
 """GreetService: the thin adapter between wire messages and the greeting rules.
 
 Each method takes the generated request types, calls the domain (`greet.greeting`) and returns the
-generated response types. Domain errors become gRPC statuses here, at one boundary.
+generated response types. Domain errors become gRPC statuses here, at one boundary; a broken
+limit also travels as rich error details (google.rpc.BadRequest and ErrorInfo, see
+greet.error_details).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ SERVICE_NAME = "greet_service.GreetService"
 
 @contextmanager
 def reported_as_grpc_status() -> Iterator[None]:
-    """Turn a domain error raised inside the block into the matching gRPC status."""
+    """Turn a domain error raised inside the block into the matching gRPC status and details."""
     try:
         yield
     except GreetError as error:

@@ -1,4 +1,5 @@
-"""GreetService logic through grpclib's in-memory ChannelFor: real protocols, no sockets."""
+"""GreetService logic through grpclib's in-memory ChannelFor: real protocols, no sockets; and the
+default limits through a real in-process server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from google.rpc.error_details_pb2 import BadRequest, ErrorInfo
 from grpclib.testing import ChannelFor
 
 from generated.greet_service import (
@@ -15,8 +17,10 @@ from generated.greet_service import (
     NamesList,
     NoParam,
 )
-from greet.greeting import Limits
+from greet.client import GreetClient
+from greet.greeting import NAME_TOO_LONG, Limits
 from greet.service import GreetService
+from greet.testing import StartServer
 
 
 @pytest.fixture
@@ -55,7 +59,7 @@ async def test_name_over_limit_is_invalid_argument_naming_the_limit(
     with pytest.raises(GRPCError) as caught:
         await stub.say_hello_client_streaming([HelloRequest("x" * 11)])
     assert caught.value.status is Status.INVALID_ARGUMENT
-    assert "max_name_chars" in (caught.value.message or "")
+    assert caught.value.message == "name is 11 characters long; the limit (--max-name-chars) is 10"
 
 
 async def test_server_streaming_rejects_a_long_name_before_any_reply(
@@ -67,3 +71,33 @@ async def test_server_streaming_rejects_a_long_name_before_any_reply(
             received.append(reply.message)
     assert caught.value.status is Status.INVALID_ARGUMENT
     assert received == []
+
+
+async def test_a_broken_limit_carries_bad_request_and_error_info(stub: GreetServiceStub) -> None:
+    with pytest.raises(GRPCError) as caught:
+        _ = [r async for r in stub.say_hello_server_streaming(NamesList(["ok", "y" * 12]))]
+    bad_request, error_info = caught.value.details
+    assert isinstance(bad_request, BadRequest)
+    assert [(v.field, v.reason) for v in bad_request.field_violations] == [
+        ("names[1]", NAME_TOO_LONG)
+    ]
+    assert bad_request.field_violations[0].description == caught.value.message
+    assert isinstance(error_info, ErrorInfo)
+    assert (error_info.reason, error_info.domain) == (NAME_TOO_LONG, "greet_service.GreetService")
+    assert dict(error_info.metadata) == {"limit": "10", "actual": "12", "flag": "--max-name-chars"}
+
+
+async def test_default_limits_serve_what_the_original_serves(start_server: StartServer) -> None:
+    """grpc-go's server answers a NamesList of 200,000 names (1.6 MB, under the 4 MiB message
+    limit) and a 100,000-character name (greet's old defaults refused both): so must greet."""
+    server = await start_server()
+    names = [f"n{i:05d}" for i in range(200_000)]
+    long_name = "x" * 100_000
+    async with GreetClient(server.target, timeout=100) as client:
+        count = 0
+        async for reply in client.say_hello_server_streaming(names):
+            assert reply.message == f"Hello {names[count]}"
+            count += 1
+        assert count == len(names)
+        streamed = await client.say_hello_client_streaming([long_name, "Bob"])
+        assert streamed.messages == [f"Hello {long_name}", "Hello Bob"]

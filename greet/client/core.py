@@ -52,7 +52,7 @@ def as_rpc_error(error: BaseException, state: EndpointState) -> tuple[RpcError, 
     Returns the error and whether the endpoint's connection failed (it is then taken out).
     """
     if isinstance(error, GRPCError):
-        return RpcError(error.status, error.message or ""), False
+        return RpcError.from_grpc_error(error), False
     if isinstance(error, asyncio.TimeoutError):
         return RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded"), False
     if isinstance(error, StreamTerminatedError):
