@@ -19,6 +19,7 @@ import pytest
 from grpclib.events import RecvRequest, listen
 
 from generated.greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
+from greet.greeting import Limits
 from greet.server import GreetServer
 from greet.testing import StartServer
 
@@ -138,15 +139,20 @@ async def test_bidi_answers_each_request_as_it_arrives(greet: GreetCallables) ->
     assert await asyncio.to_thread(converse) == [f"Hello {name}" for name in names(20)]
 
 
-async def test_error_status_and_message_reach_grpcio(greet: GreetCallables) -> None:
+async def test_error_status_and_message_reach_grpcio(start_server: StartServer) -> None:
+    server = await start_server(
+        limits=Limits(max_name_chars=1024)
+    )  # names are unlimited by default
     too_long = HelloRequest(name="x" * 5000)
-    with pytest.raises(grpc.RpcError) as raised:
-        await asyncio.to_thread(greet.client_streaming, iter([too_long]), timeout=10)
-    assert isinstance(raised.value, grpc.Call)
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "max_name_chars" in raised.value.details()
-    # the server goes on serving the same channel
-    assert (await asyncio.to_thread(greet.say_hello, NoParam(), timeout=10)).message == "Hello"
+    with grpc.insecure_channel(server.target) as channel:
+        greet = GreetCallables(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            await asyncio.to_thread(greet.client_streaming, iter([too_long]), timeout=10)
+        assert isinstance(raised.value, grpc.Call)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "(--max-name-chars)" in raised.value.details()
+        # the server goes on serving the same channel
+        assert (await asyncio.to_thread(greet.say_hello, NoParam(), timeout=10)).message == "Hello"
 
 
 @pytest.fixture

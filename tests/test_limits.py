@@ -44,7 +44,7 @@ async def test_name_longer_than_max_name_chars_is_invalid_argument(limited: Gree
     assert replies == ["Hello Ann"]
     for error in (unary.value, listed.value, bidi):
         assert error.status == Status.INVALID_ARGUMENT
-        assert "max_name_chars" in error.message
+        assert "(--max-name-chars)" in error.message
         assert "is 5" in error.message
 
 
@@ -54,7 +54,7 @@ async def test_more_names_than_max_names_is_resource_exhausted(limited: GreetCli
     with pytest.raises(RpcError) as caught:
         _ = [r async for r in limited.say_hello_server_streaming(["a", "b", "c", "d"])]
     assert caught.value.status == Status.RESOURCE_EXHAUSTED
-    assert "max_names_per_list" in caught.value.message
+    assert "(--max-names)" in caught.value.message
     assert "is 3" in caught.value.message
 
 
@@ -69,7 +69,7 @@ async def test_more_stream_messages_than_allowed_is_resource_exhausted(
     assert replies == [f"Hello {n}" for n in four]
     for error in (client_stream.value, bidi):
         assert error.status == Status.RESOURCE_EXHAUSTED
-        assert "max_messages_per_stream" in error.message
+        assert "(--max-stream-messages)" in error.message
         assert "4" in error.message
 
 

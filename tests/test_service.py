@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from google.rpc.error_details_pb2 import BadRequest, ErrorInfo
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from google.rpc.error_details_pb2 import BadRequest, ErrorInfo
 from grpclib.testing import ChannelFor
 
 from generated.greet_service import (

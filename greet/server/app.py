@@ -9,6 +9,7 @@ import ssl
 from types import TracebackType
 from typing import cast
 
+from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.server import Server
 
 from greet.auth import BearerTokenAuth, TokenFile
@@ -56,8 +57,12 @@ class GreetServer:
         self.service = GreetService(greeter=greeter, limits=config.limits)
         self.serving = ServingSwitch()
         self.health = GreetHealth([self.service], self.serving)
+        # grpclib picks a status details codec only when it also picks the message codec: with
+        # ours, pass it, or rich error details (greet.error_details) are dropped
         self.grpc_server = Server(
-            with_reflection([self.service, self.health]), codec=StrictProtoCodec()
+            with_reflection([self.service, self.health]),
+            codec=StrictProtoCodec(),
+            status_details_codec=ProtoStatusDetailsCodec(),
         )
         # Receive limits, UNIMPLEMENTED with content-type, connection tracking for the drain.
         self.drain = install_server_workarounds(
