@@ -61,13 +61,15 @@ class CallMetadata:
 
 @dataclass(frozen=True)
 class GoRun:
-    """What the Go client printed: (call, message) replies, status lines, its exit status, and
-    with -show-metadata the response metadata of each call."""
+    """What the Go client printed: (call, message) replies, status lines, its exit status, with
+    -show-metadata the response metadata of each call and with -show-details the status details
+    of each failed call."""
 
     returncode: int
     replies: list[tuple[str, str]]
     statuses: list[dict[str, object]]
     metadata: list[CallMetadata] = field(default_factory=list)
+    details: list[dict[str, object]] = field(default_factory=list)
 
     def status_codes(self) -> list[tuple[object, object, object]]:
         """(call, code, status name) of each call that ended in a non-OK status."""
@@ -113,16 +115,19 @@ async def run_go_client(
     replies: list[tuple[str, str]] = []
     statuses: list[dict[str, object]] = []
     metadata: list[CallMetadata] = []
+    details: list[dict[str, object]] = []
     for line in stdout.decode().splitlines():
         record = json.loads(line)
         if "code" in record:
             statuses.append(record)
         elif "headers" in record:
             metadata.append(CallMetadata(record["call"], record["headers"], record["trailers"]))
+        elif "details" in record:
+            details.append(record)
         else:
             replies.append((record["call"], record["message"]))
     assert not stderr, stderr.decode()
-    return GoRun(process.returncode, replies, statuses, metadata)
+    return GoRun(process.returncode, replies, statuses, metadata, details)
 
 
 def all_four(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -316,6 +321,68 @@ async def test_go_client_without_valid_token_is_unauthenticated(
         *metadata_flags(f"authorization=Bearer {GOOD_TOKEN}"),
     )
     assert after.replies == [("unary", "Hello")]
+
+
+def go_details(
+    call: str, field_path: str, message: str, reason: str, limit: int, actual: int, flag: str
+) -> dict[str, object]:
+    """The details line the Go client prints for one broken limit (-show-details)."""
+    return {
+        "call": call,
+        "details": [
+            {
+                "type": "google.rpc.BadRequest",
+                "field_violations": [{"field": field_path, "description": message}],
+            },
+            {
+                "type": "google.rpc.ErrorInfo",
+                "reason": reason,
+                "domain": "greet_service.GreetService",
+                "metadata": {"limit": str(limit), "actual": str(actual), "flag": flag},
+            },
+        ],
+    }
+
+
+async def test_go_client_reads_status_details_with_status_from_error(
+    go_binaries: GoBinaries, tmp_path: Path
+) -> None:
+    """grpc-go's status.FromError(err).Details() decodes greet's google.rpc.Status into typed
+    errdetails.BadRequest and errdetails.ErrorInfo for each opt-in limit."""
+    limits = ["--max-name-chars", "5", "--max-names", "3", "--max-stream-messages", "4"]
+    long_name = "name is 6 characters long; the limit (--max-name-chars) is 5"
+    long_listed = "names[2] is 7 characters long; the limit (--max-name-chars) is 5"
+    too_many = "4 names in one list; the limit (--max-names) is 3"
+    long_stream = "more than 4 messages in one stream; the limit (--max-stream-messages) is 4"
+    cases = [
+        ("client-stream", ["Alice", "Bobbie"], "name", long_name, "NAME_TOO_LONG", 5, 6),
+        (
+            "server-stream",
+            ["Ann", "Bob", "Rebecca"],
+            "names[2]",
+            long_listed,
+            "NAME_TOO_LONG",
+            5,
+            7,
+        ),
+        ("server-stream", ["a", "b", "c", "d"], "names", too_many, "TOO_MANY_NAMES", 3, 4),
+        ("bidi", ["a", "b", "c", "d", "e"], "requests", long_stream, "TOO_MANY_MESSAGES", 4, 5),
+    ]
+    flags = {
+        "NAME_TOO_LONG": "--max-name-chars",
+        "TOO_MANY_NAMES": "--max-names",
+        "TOO_MANY_MESSAGES": "--max-stream-messages",
+    }
+    async with ServerProcess(limits, cwd=str(tmp_path)) as server:
+        for mode, names, field_path, message, reason, limit, actual in cases:
+            run = await run_go_client(go_binaries, server.target, mode, names, "-show-details")
+            assert [s["error"] for s in run.statuses] == [message]
+            assert run.details == [
+                go_details(mode, field_path, message, reason, limit, actual, flags[reason])
+            ]
+        # A status without details has none (grpc-go reads no grpc-status-details-bin).
+        run = await run_go_client(go_binaries, server.target, "unknown-method", (), "-show-details")
+        assert run.details == [{"call": "unknown-method", "details": []}]
 
 
 def grpc_content_type(metadata: dict[str, list[str]]) -> bool:

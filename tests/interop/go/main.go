@@ -7,6 +7,7 @@
 //	{"call":"unary","message":"Hello"}                       one reply (client-stream: one per message)
 //	{"call":"unary","code":12,"status":"Unimplemented","error":"..."}  a call that ended in a status
 //	{"call":"unary","headers":{...},"trailers":{...}}       response metadata (-show-metadata)
+//	{"call":"unary","details":[{"type":"google.rpc.BadRequest",...}]}  status details (-show-details)
 //
 // Flags: -addr host:port, -mode (see modes below), -timeout (deadline of each call); any further
 // arguments replace the default names. The exit status is 1 when any call ended in a non-OK status.
@@ -16,6 +17,10 @@
 //	                     is hex (-metadata trace-bin=00ff); grpc-go sends those bytes base64-encoded.
 //	-show-metadata       after each call print the response headers and trailers grpc-go read
 //	                     (grpc.Header / grpc.Trailer), as the metadata line above shows.
+//	-show-details        after each status line print the rich error details grpc-go decoded
+//	                     from grpc-status-details-bin (status.FromError(err).Details()), as the
+//	                     details line above shows: BadRequest and ErrorInfo field by field,
+//	                     any other type by name, and a detail grpc-go could not decode as its error.
 //	-cancel-after N      -mode cancel: replies to read before cancelling each call (default 1).
 //
 // -mode cancel makes a server-stream and then a bidi call with the names, reads -cancel-after
@@ -38,6 +43,8 @@ import (
 
 	pb "greet/proto"
 
+	"github.com/golang/protobuf/proto"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -85,8 +92,9 @@ func (f *metadataFlag) Set(pair string) error {
 
 // reporter prints replies and statuses as JSON lines and remembers whether any call failed.
 type reporter struct {
-	out    *json.Encoder
-	failed bool
+	out         *json.Encoder
+	showDetails bool
+	failed      bool
 }
 
 type replyLine struct {
@@ -99,6 +107,27 @@ type statusLine struct {
 	Code   uint32 `json:"code"`
 	Status string `json:"status"`
 	Error  string `json:"error"`
+}
+
+// detailsLine holds the status details of one failed call, as grpc-go decoded them.
+type detailsLine struct {
+	Call    string   `json:"call"`
+	Details []detail `json:"details"`
+}
+
+// detail is one status detail: its message type, and the fields of the two kinds greet sends.
+type detail struct {
+	Type            string            `json:"type"`
+	FieldViolations []fieldViolation  `json:"field_violations,omitempty"`
+	Reason          string            `json:"reason,omitempty"`
+	Domain          string            `json:"domain,omitempty"`
+	Metadata        map[string]string `json:"metadata,omitempty"`
+	Error           string            `json:"error,omitempty"`
+}
+
+type fieldViolation struct {
+	Field       string `json:"field"`
+	Description string `json:"description"`
 }
 
 type metadataLine struct {
@@ -118,6 +147,40 @@ func (r *reporter) fail(call string, err error) {
 	_ = r.out.Encode(statusLine{
 		Call: call, Code: uint32(st.Code()), Status: st.Code().String(), Error: st.Message(),
 	})
+	if r.showDetails {
+		r.details(call, err)
+	}
+}
+
+// details reports the status details of err the way a grpc-go user reads them: through
+// status.FromError(err).Details(), typed by a switch on the errdetails message types.
+func (r *reporter) details(call string, err error) {
+	st, _ := status.FromError(err)
+	line := detailsLine{Call: call, Details: []detail{}}
+	for _, d := range st.Details() {
+		switch m := d.(type) {
+		case *errdetails.BadRequest:
+			violations := []fieldViolation{}
+			for _, v := range m.GetFieldViolations() {
+				violations = append(violations, fieldViolation{
+					Field: v.GetField(), Description: v.GetDescription(),
+				})
+			}
+			line.Details = append(line.Details, detail{
+				Type: "google.rpc.BadRequest", FieldViolations: violations,
+			})
+		case *errdetails.ErrorInfo:
+			line.Details = append(line.Details, detail{
+				Type: "google.rpc.ErrorInfo", Reason: m.GetReason(), Domain: m.GetDomain(),
+				Metadata: m.GetMetadata(),
+			})
+		case proto.Message:
+			line.Details = append(line.Details, detail{Type: proto.MessageName(m)})
+		case error:
+			line.Details = append(line.Details, detail{Type: "error", Error: m.Error()})
+		}
+	}
+	_ = r.out.Encode(line)
 }
 
 // metadata reports the response headers and trailers grpc-go read for call (none: {}).
@@ -369,6 +432,7 @@ func main() {
 	flag.Var(&outgoing, "metadata", "key=value sent on every call, repeatable (-bin keys: hex)")
 	showMetadata := flag.Bool("show-metadata", false, "print the response headers and trailers")
 	cancelAfter := flag.Int("cancel-after", 1, "-mode cancel: replies to read before cancelling")
+	showDetails := flag.Bool("show-details", false, "print the status details of failed calls")
 	flag.Parse()
 
 	known := false
@@ -391,7 +455,7 @@ func main() {
 	}
 	defer conn.Close()
 
-	report := &reporter{out: json.NewEncoder(os.Stdout)}
+	report := &reporter{out: json.NewEncoder(os.Stdout), showDetails: *showDetails}
 	report.out.SetEscapeHTML(false)
 	c := &caller{
 		conn: conn, client: pb.NewGreetServiceClient(conn), timeout: *timeout,
