@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from greet.errors import InvalidRequest, LimitExceeded, Violation
@@ -93,3 +95,14 @@ def test_limits_must_be_positive_and_the_error_names_the_flag(name: str, value: 
     with pytest.raises(ValueError, match=f"^{Limits.flag(name)} must be at least 1") as caught:
         Limits(**{name: value})
     assert name not in str(caught.value)
+
+
+def test_a_limit_error_pickles_with_its_violation() -> None:
+    with pytest.raises(LimitExceeded) as caught:
+        check_names(["a", "b", "c"], Limits(max_names_per_list=2))
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (type(copy), copy.message, copy.violation) == (
+        LimitExceeded,
+        caught.value.message,
+        Violation(TOO_MANY_NAMES, "names", 2, 3, "--max-names"),
+    )
