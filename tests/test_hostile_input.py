@@ -412,14 +412,14 @@ async def test_idle_and_hostile_connections_leave_no_tasks_behind(server: GreetS
     baseline = server_tasks()
     await hostile_round(server.target, idle=300)
     await wait_until(lambda: server_tasks() <= baseline, "tasks back to the baseline")
-    await wait_until(lambda: not list(server.drain.open_connections()), "connections closed")
+    await wait_until(lambda: not server.drain.connections, "connections closed")
     assert not server.drain.in_flight()
 
 
 async def test_memory_stays_bounded_over_hostile_rounds(server: GreetServer) -> None:
     async def settled_memory(run: Callable[[], Awaitable[None]]) -> int:
         await run()
-        await wait_until(lambda: not list(server.drain.open_connections()), "connections closed")
+        await wait_until(lambda: not server.drain.connections, "connections closed")
         gc.collect()
         return tracemalloc.get_traced_memory()[0]
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import ssl
 from types import TracebackType
-from typing import cast
-
-from grpclib.encoding.proto import ProtoStatusDetailsCodec
-from grpclib.server import Server
 
 from greet.auth import BearerTokenAuth, TokenFile
 from greet.cache import CachedGreeter
@@ -22,11 +17,7 @@ from greet.reflection import with_reflection
 from greet.server.config import ServerConfig
 from greet.service import GreetService
 from greet.tls import server_ssl_context
-from greet.workarounds import (
-    StrictProtoCodec,
-    install_performance_workarounds,
-    install_server_workarounds,
-)
+from greet.transport import TransportConfig, TransportServer
 
 __all__ = ["GreetServer", "format_address"]
 
@@ -36,6 +27,13 @@ log = logging.getLogger("greet.server")
 def format_address(host: str, port: int) -> str:
     """host:port, with IPv6 hosts in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def transport_config(config: ServerConfig) -> TransportConfig:
+    """The transport settings of a server config."""
+    engine = getattr(config, "http2_engine", None)
+    overrides = {} if engine is None else {"engine": engine}
+    return TransportConfig(max_message_bytes=config.max_message_bytes, **overrides)
 
 
 class GreetServer:
@@ -57,19 +55,11 @@ class GreetServer:
         self.service = GreetService(greeter=greeter, limits=config.limits)
         self.serving = ServingSwitch()
         self.health = GreetHealth([self.service], self.serving)
-        # grpclib picks a status details codec only when it also picks the message codec: with
-        # ours, pass it, or rich error details (greet.error_details) are dropped
-        self.grpc_server = Server(
-            with_reflection([self.service, self.health]),
-            codec=StrictProtoCodec(),
-            status_details_codec=ProtoStatusDetailsCodec(),
+        # greet's own HTTP/2 transport under a grpclib Server: limits, strict decoding,
+        # UNIMPLEMENTED with content-type, graceful drain (greet.transport)
+        self.grpc_server = TransportServer(
+            with_reflection([self.service, self.health]), config=transport_config(config)
         )
-        # Receive limits, UNIMPLEMENTED with content-type, connection tracking for the drain.
-        self.drain = install_server_workarounds(
-            self.grpc_server, max_message_bytes=config.max_message_bytes
-        )
-        # Speed: coalesced writes, fast message classes, header-block cache (workarounds 5).
-        install_performance_workarounds(self.grpc_server)
         # Observability (before auth, so refused calls are counted and logged too). Metrics are
         # recorded with --metrics-port, or in a worker whose supervisor serves them (multiprocess
         # mode); nothing is installed otherwise, which keeps the hot path free of event dispatch.
@@ -105,13 +95,15 @@ class GreetServer:
             await self.grpc_server.start(sock=sock, ssl=self.ssl_context)
         else:
             await self.grpc_server.start(self.config.host, self.config.port, ssl=self.ssl_context)
-        listening = cast("asyncio.Server | None", self.grpc_server._server)
-        assert listening is not None
-        host, port = listening.sockets[0].getsockname()[:2]
-        self._address = (host, port)
+        self._address = self.grpc_server.address
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.start()
             log.info("metrics on %s", self.metrics_endpoint.url)
+
+    @property
+    def drain(self) -> TransportServer:
+        """The server's connections and their graceful drain (`shutdown`, `hurry`)."""
+        return self.grpc_server
 
     @property
     def address(self) -> tuple[str, int]:

@@ -14,7 +14,8 @@ import greet.logs
 from greet.server.app import GreetServer
 from greet.server.config import ServerConfig
 from greet.tls import exposure_warning
-from greet.workarounds import rust_codec_active
+from greet.transport import describe_engine
+from greet.transport.decoding import rust_codec_active
 
 __all__ = ["configure_logging", "run_event_loop", "serve"]
 
@@ -77,6 +78,7 @@ async def serve(
         config.host, tls=config.tls, auth=config.auth_token_file is not None
     ):
         log.warning("%s", warning)
+    log.info("http2 engine: %s", describe_engine(server.grpc_server.transport_config.engine))
     log.info("%s", describe_runtime())
     if on_ready is None:
         log.info("greet server listening on %s", server.target)

@@ -1,0 +1,261 @@
+"""The HTTP/2 engine seam: what greet's connections need from an HTTP/2 library, and which one.
+
+Two engines implement `Http2Engine`, both first-class and tested with the whole suite:
+
+    nghttp2   libnghttp2 through ngh2 (greet.transport.engine_nghttp2): the default wherever the
+              ngh2 wheel installs; about 30x less CPU per exchange than h2
+    h2        pure-Python h2 (greet.transport.engine_h2): the fallback, and the pure-Python path
+
+An engine is sans-I/O: bytes in (`receive`), bytes out (`data_to_send`). It reports what the peer
+did by calling the methods of `EngineEvents` (implemented by greet's connection classes) while
+`receive` and `data_to_send` run, and raises `EngineFailure` when the peer broke the protocol badly
+enough that the connection has to go (with the GOAWAY error code to send).
+
+Both engines present the same semantics, so everything above this seam (limits, drain, keepalive,
+streams) is written once:
+- `send_data` queues body bytes; the engine frames them as flow control allows, and trailers or an
+  end of stream queued after them wait for them (`queued(stream_id)` says how much is waiting);
+- received DATA is not acknowledged until `acknowledge(stream_id, n)`: the connection decides when
+  the application has taken the bytes (this is what bounds what a peer can make us buffer);
+- `on_stream_closed` comes exactly once per stream, when both directions are done or it was reset;
+- malformed request headers (RFC 9113 section 8.2 and 8.3) never reach `on_request`: the engine
+  resets that stream with PROTOCOL_ERROR and the connection lives on;
+- MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE are advertised as given, but enforced by the
+  connection (per stream: REFUSED_STREAM, RESOURCE_EXHAUSTED), never by closing the connection.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal, Protocol
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "ENGINE_ENV",
+    "ENGINE_NAMES",
+    "EngineEvents",
+    "EngineFailure",
+    "EngineLimits",
+    "ErrorCode",
+    "Header",
+    "Headers",
+    "Http2Engine",
+    "default_engine_name",
+    "describe_engine",
+    "new_engine",
+]
+
+Header = tuple[bytes, bytes]
+Headers = Sequence[Header]
+EngineName = Literal["nghttp2", "h2"]
+ENGINE_NAMES: tuple[EngineName, ...] = ("nghttp2", "h2")
+
+
+class ErrorCode(IntEnum):
+    """HTTP/2 error codes (RFC 9113 section 7) carried by RST_STREAM and GOAWAY."""
+
+    NO_ERROR = 0x0
+    PROTOCOL_ERROR = 0x1
+    INTERNAL_ERROR = 0x2
+    FLOW_CONTROL_ERROR = 0x3
+    SETTINGS_TIMEOUT = 0x4
+    STREAM_CLOSED = 0x5
+    FRAME_SIZE_ERROR = 0x6
+    REFUSED_STREAM = 0x7
+    CANCEL = 0x8
+    COMPRESSION_ERROR = 0x9
+    CONNECT_ERROR = 0xA
+    ENHANCE_YOUR_CALM = 0xB
+    INADEQUATE_SECURITY = 0xC
+    HTTP_1_1_REQUIRED = 0xD
+
+
+class EngineFailure(Exception):
+    """The peer broke the protocol (or an engine limit); the connection must close after a
+    GOAWAY with `code` (the engine may have queued that GOAWAY already: `goaway_queued`)."""
+
+    def __init__(self, code: ErrorCode, message: str, *, goaway_queued: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.goaway_queued = goaway_queued
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """What an engine is told about one connection's limits.
+
+    `advertised_*` go into the first SETTINGS frame; `hard_*` bound what the engine itself keeps
+    in memory for one header block (beyond them the connection fails with a GOAWAY). Between the
+    two, the connection refuses single calls.
+    """
+
+    max_concurrent_streams: int = 100
+    initial_window_size: int = 1 << 20
+    connection_window_size: int = 4 << 20
+    max_frame_size: int = 1 << 16
+    advertised_header_list_size: int = 1 << 16
+    hard_header_list_size: int = 1 << 21
+    hard_header_count: int = 8192
+    max_continuations: int = 160
+    max_outbound_acks: int = 1000
+
+
+class EngineEvents(Protocol):
+    """What a connection hears from its engine (called during `receive` and `data_to_send`)."""
+
+    def on_request(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        """A peer-initiated stream's request headers (server side); already validated."""
+
+    def on_response(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        """Response headers of a stream we opened (client side)."""
+
+    def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        """Body bytes; not acknowledged to the peer until `Http2Engine.acknowledge`."""
+
+    def on_trailers(self, stream_id: int, headers: Headers) -> None:
+        """Trailing headers; they end the peer's side of the stream."""
+
+    def on_stream_reset(self, stream_id: int, error_code: int) -> None:
+        """The peer reset the stream (RST_STREAM)."""
+
+    def on_stream_closed(self, stream_id: int, error_code: int) -> None:
+        """The stream is gone (both sides ended, or reset either way); once per stream."""
+
+    def on_window_update(self, stream_id: int) -> None:
+        """More send window (stream_id 0: the connection's); queued data may move again."""
+
+    def on_ping(self) -> None:
+        """The peer sent a PING (the engine acknowledges it)."""
+
+    def on_ping_ack(self, payload: bytes) -> None:
+        """The peer acknowledged one of our PINGs."""
+
+    def on_settings(self) -> None:
+        """The peer sent SETTINGS (the engine acknowledges and applies them)."""
+
+    def on_goaway(self, last_stream_id: int, error_code: int, debug: bytes) -> None:
+        """The peer is going away: no new streams here."""
+
+
+class Http2Engine(Protocol):
+    """One HTTP/2 connection's protocol state (see the module docstring for the semantics)."""
+
+    def initiate(self) -> None:
+        """Queue the connection preface (client) or first SETTINGS (server)."""
+
+    def receive(self, data: bytes) -> None:
+        """Process bytes from the peer; raise EngineFailure on a connection error."""
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the wire that flow control allows now."""
+
+    def send_request(self, headers: Headers, end_stream: bool = False) -> int:
+        """Open a stream with request headers; returns its id (client side)."""
+
+    def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None:
+        """Response headers (server side)."""
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Queue body bytes (framed as flow control allows)."""
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        """Trailing headers that end our side, after the queued body."""
+
+    def end_stream(self, stream_id: int) -> None:
+        """End our side of the stream after the queued body, without trailers."""
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        """RST_STREAM now; queued body for the stream is dropped."""
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The application took `size` received body bytes: open the peer's window again."""
+
+    def queued(self, stream_id: int) -> int:
+        """Body bytes of one stream still waiting for flow control."""
+
+    def queued_total(self) -> int:
+        """Body bytes of all streams still waiting for flow control."""
+
+    def ping(self, payload: bytes) -> None:
+        """Send a PING with an 8-byte payload."""
+
+    def goaway(self, error_code: int, last_stream_id: int, debug: bytes = b"") -> None:
+        """Queue a GOAWAY; with last_stream_id 2^31-1 it is the first of a graceful shutdown."""
+
+    def is_stream_open(self, stream_id: int) -> bool:
+        """Whether the engine still tracks the stream (it can still carry frames)."""
+
+    @property
+    def max_outbound_frame(self) -> int:
+        """The peer's SETTINGS_MAX_FRAME_SIZE."""
+
+    @property
+    def peer_max_concurrent_streams(self) -> int:
+        """The peer's SETTINGS_MAX_CONCURRENT_STREAMS (how many streams we may open)."""
+
+
+DEFAULT_ENGINE: EngineName = "nghttp2"
+
+
+def nghttp2_available() -> bool:
+    """True where the ngh2 wheel is installed (it bundles libnghttp2)."""
+    return importlib.util.find_spec("ngh2") is not None
+
+
+ENGINE_ENV = "GREET_HTTP2_ENGINE"
+
+
+def default_engine_name() -> EngineName:
+    """GREET_HTTP2_ENGINE when it names an engine; else nghttp2 wherever ngh2 installs, else h2.
+
+    Servers read the variable through their config as well; clients (GreetClient, the CLI and
+    bench) read it here, so one variable moves a whole deployment (or test run) to an engine.
+    """
+    chosen = os.environ.get(ENGINE_ENV, "").strip()
+    if chosen == "h2":
+        return "h2"
+    if chosen == "nghttp2" or (not chosen and nghttp2_available()):
+        return "nghttp2"
+    if chosen:
+        raise ValueError(
+            f"{ENGINE_ENV}={chosen!r} is not an HTTP/2 engine; use one of {', '.join(ENGINE_NAMES)}"
+        )
+    return "h2"
+
+
+def describe_engine(name: EngineName) -> str:
+    """`nghttp2 (ngh2 0.3.0)` or `h2 (h2 4.4.1)`: for the startup log line."""
+    from importlib.metadata import version
+
+    package = "ngh2" if name == "nghttp2" else "h2"
+    return f"{name} ({package} {version(package)})"
+
+
+class EngineFactory(Protocol):
+    def __call__(self, *, client: bool, limits: EngineLimits, events: EngineEvents) -> Http2Engine:
+        ...
+
+
+def engine_factory(name: EngineName) -> EngineFactory:
+    """The engine class for `name` (imported on first use: h2 need not load with nghttp2)."""
+    if name == "nghttp2":
+        from greet.transport.engine_nghttp2 import NgHttp2Engine
+
+        return NgHttp2Engine
+    if name == "h2":
+        from greet.transport.engine_h2 import H2Engine
+
+        return H2Engine
+    raise ValueError(f"unknown HTTP/2 engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+
+
+def new_engine(
+    name: EngineName, *, client: bool, limits: EngineLimits, events: EngineEvents
+) -> Http2Engine:
+    """A new engine for one connection."""
+    return engine_factory(name)(client=client, limits=limits, events=events)

@@ -1,0 +1,404 @@
+"""The h2 engine: pure-Python h2, behind `Http2Engine` with the same semantics as nghttp2's.
+
+What this adapter adds to h2, so that the layer above sees one behaviour:
+- a send queue per stream: h2 refuses DATA beyond the flow-control window and would send
+  trailers ahead of unsent DATA; here body bytes wait for window updates and trailers or the end
+  of the stream wait for the body;
+- one `on_stream_closed` per stream, when both sides have ended or it was reset either way;
+- request headers checked by greet.transport.headers (h2's own validation would close the whole
+  connection for one malformed request);
+- `GreetH2Connection`, a subclass of h2's connection that (1) starts with greet's local settings
+  instead of h2's MAX_CONCURRENT_STREAMS of 100, which h2 enforces by closing the connection, and
+  (2) treats a peer's GOAWAY as "no new streams": h2 itself moves the connection to CLOSED and
+  would refuse to finish the calls in flight;
+- GOAWAY frames written by greet (greet.transport.frames), for the same reason on our side.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    PingAckReceived,
+    PingReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    ResponseReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError, StreamClosedError
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import Frame, GoAwayFrame
+
+from greet.transport.engine import (
+    EngineEvents,
+    EngineFailure,
+    EngineLimits,
+    ErrorCode,
+    Headers,
+)
+from greet.transport.frames import SETTINGS_MAX_CONCURRENT_STREAMS, goaway_frame, settings_frame
+from greet.transport.headers import request_problem, trailers_problem
+
+__all__ = ["GreetH2Connection", "H2Engine"]
+
+MAX_STREAM_ID = 2**31 - 1
+SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
+
+
+class GreetH2Connection(H2Connection):
+    """h2's connection with greet's starting settings and a GOAWAY that closes nothing.
+
+    `DEFAULT_MAX_HEADER_LIST_SIZE` is h2's class attribute for the size its HPACK decoder gives
+    up at (a connection error): greet's hard limit. The smaller limit greet advertises is applied
+    per call by the connection.
+    """
+
+    DEFAULT_MAX_HEADER_LIST_SIZE = EngineLimits.hard_header_list_size
+
+    def __init__(self, config: H2Configuration, limits: EngineLimits) -> None:
+        super().__init__(config)
+        initial: dict[SettingCodes | int, int] = {
+            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID,  # enforced per stream by greet
+            SettingCodes.MAX_HEADER_LIST_SIZE: limits.hard_header_list_size,
+            SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
+            SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
+        }
+        if config.client_side:
+            initial[SettingCodes.ENABLE_PUSH] = 0
+        self.local_settings = Settings(client=config.client_side, initial_values=initial)
+        self.max_inbound_frame_size = limits.max_frame_size
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[object]]:
+        """A GOAWAY is reported, and h2's state machine is left open for the streams in flight
+        (greet's connection opens no new streams after it)."""
+        event = ConnectionTerminated()
+        event.error_code = ErrorCodes(frame.error_code) if frame.error_code < 14 else None
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
+@dataclass
+class _Outbound:
+    """Body bytes of one stream waiting for window, and what ends the stream after them."""
+
+    chunks: deque[memoryview] = field(default_factory=deque)
+    size: int = 0
+    end: bool = False
+    trailers: Headers | None = None
+
+
+class H2Engine:
+    """One connection's h2 state, with send queues and greet's checks."""
+
+    def __init__(self, *, client: bool, limits: EngineLimits, events: EngineEvents) -> None:
+        self._client = client
+        self._limits = limits
+        self._events = events
+        self._h2 = GreetH2Connection(
+            H2Configuration(
+                client_side=client,
+                header_encoding=None,
+                validate_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_inbound_headers=False,
+                normalize_outbound_headers=False,
+            ),
+            limits,
+        )
+        self._outbound: dict[int, _Outbound] = {}
+        self._blocked = False  # some stream waits for window
+        self._ended_locally: set[int] = set()
+        self._ended_remotely: set[int] = set()
+        self._closed: list[tuple[int, int]] = []  # (stream, code) to report
+        self._reported: set[int] = set()
+        self._content_length: dict[int, int] = {}
+        self._raw: list[bytes] = []
+        self._open = True
+
+    def initiate(self) -> None:
+        h2 = self._h2
+        h2.initiate_connection()
+        delta = self._limits.connection_window_size - h2.local_settings.initial_window_size
+        if delta > 0:
+            h2.increment_flow_control_window(delta)
+        if not self._client:
+            self._raw.append(
+                settings_frame(
+                    {
+                        SETTINGS_MAX_CONCURRENT_STREAMS: self._limits.max_concurrent_streams,
+                        SETTINGS_MAX_HEADER_LIST_SIZE: self._limits.advertised_header_list_size,
+                    }
+                )
+            )
+
+    # -- input -------------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        try:
+            events = self._h2.receive_data(data)
+        except ProtocolError as error:
+            self._open = False
+            code = ErrorCode(int(error.error_code)) if error.error_code else ErrorCode.PROTOCOL_ERROR
+            raise EngineFailure(code, str(error), goaway_queued=True) from error
+        handler = self._events
+        for event in events:
+            if isinstance(event, DataReceived):
+                self._on_data(event)
+            elif isinstance(event, RequestReceived):
+                self._on_request(event)
+            elif isinstance(event, StreamEnded):
+                self._on_remote_end(event.stream_id)
+            elif isinstance(event, WindowUpdated):
+                self._blocked = True
+                handler.on_window_update(event.stream_id or 0)
+            elif isinstance(event, ResponseReceived):
+                assert event.stream_id is not None and event.headers is not None
+                ended = event.stream_ended is not None
+                handler.on_response(event.stream_id, list(event.headers), ended)  # type: ignore[arg-type]
+                if ended:
+                    self._on_remote_end(event.stream_id)
+            elif isinstance(event, TrailersReceived):
+                self._on_trailers(event)
+            elif isinstance(event, StreamReset):
+                assert event.stream_id is not None
+                self._outbound.pop(event.stream_id, None)
+                if event.remote_reset:
+                    handler.on_stream_reset(event.stream_id, int(event.error_code or 0))
+                self._report_closed(event.stream_id, int(event.error_code or 0))
+            elif isinstance(event, PingReceived):
+                handler.on_ping()
+            elif isinstance(event, PingAckReceived):
+                handler.on_ping_ack(bytes(event.ping_data or b""))
+            elif isinstance(event, RemoteSettingsChanged):
+                handler.on_settings()
+                if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                    self._blocked = True
+                    handler.on_window_update(0)
+            elif isinstance(event, ConnectionTerminated):
+                handler.on_goaway(
+                    event.last_stream_id or 0,
+                    int(event.error_code or 0),
+                    bytes(event.additional_data or b""),
+                )
+            # SettingsAcknowledged, PriorityUpdated, UnknownFrameReceived (ignored, RFC 9113
+            # section 4.1), AlternativeServiceAvailable, InformationalResponseReceived: nothing
+        self._report_pending_closes()
+
+    def _on_request(self, event: RequestReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None and event.headers is not None
+        headers: Headers = list(event.headers)  # type: ignore[arg-type]
+        problem = request_problem(headers)
+        if problem is not None:
+            self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
+            return
+        for name, value in headers:
+            if name == b"content-length":
+                try:
+                    self._content_length[stream_id] = int(value)
+                except ValueError:
+                    self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
+                    return
+        ended = event.stream_ended is not None
+        self._events.on_request(stream_id, headers, ended)
+        if ended:
+            self._on_remote_end(stream_id)
+
+    def _on_data(self, event: DataReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None and event.data is not None
+        data = event.data
+        padding = (event.flow_controlled_length or 0) - len(data)
+        if padding > 0:
+            self._h2.acknowledge_received_data(padding, stream_id)
+        ended = event.stream_ended is not None
+        expected = self._content_length.get(stream_id)
+        if expected is not None:
+            left = expected - len(data)
+            if left < 0 or (ended and left):
+                self._events.on_data(stream_id, b"", False)
+                self.acknowledge(stream_id, len(data))
+                self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
+                return
+            self._content_length[stream_id] = left
+        self._events.on_data(stream_id, data, ended)
+        if ended:
+            self._on_remote_end(stream_id)
+
+    def _on_trailers(self, event: TrailersReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None and event.headers is not None
+        headers: Headers = list(event.headers)  # type: ignore[arg-type]
+        if trailers_problem(headers) is not None:
+            self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
+            return
+        self._events.on_trailers(stream_id, headers)
+        self._on_remote_end(stream_id)
+
+    def _on_remote_end(self, stream_id: int) -> None:
+        self._ended_remotely.add(stream_id)
+        self._content_length.pop(stream_id, None)
+        if stream_id in self._ended_locally:
+            self._report_closed(stream_id, 0)
+
+    def _report_closed(self, stream_id: int, code: int) -> None:
+        if stream_id not in self._reported:
+            self._reported.add(stream_id)
+            self._closed.append((stream_id, code))
+
+    def _report_pending_closes(self) -> None:
+        while self._closed:
+            stream_id, code = self._closed.pop(0)
+            self._ended_locally.discard(stream_id)
+            self._ended_remotely.discard(stream_id)
+            self._content_length.pop(stream_id, None)
+            self._outbound.pop(stream_id, None)
+            self._events.on_stream_closed(stream_id, code)
+            self._reported.discard(stream_id)
+
+    # -- output ------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        if self._blocked and self._outbound:
+            self._send_queued()
+        out = self._h2.data_to_send()
+        if self._raw:
+            out = bytes(out) + b"".join(self._raw)
+            self._raw.clear()
+        self._report_pending_closes()
+        return out
+
+    def _send_queued(self) -> None:
+        self._blocked = False
+        for stream_id in list(self._outbound):
+            self._drain_stream(stream_id)
+
+    def _drain_stream(self, stream_id: int) -> None:
+        """Send what window allows of the stream's queue; then its end, once the queue is empty."""
+        outbound = self._outbound.get(stream_id)
+        if outbound is None:
+            return
+        h2 = self._h2
+        chunks = outbound.chunks
+        sent_end = False
+        try:
+            while chunks:
+                window = h2.local_flow_control_window(stream_id)
+                if window <= 0:
+                    self._blocked = True
+                    return
+                chunk = chunks[0]
+                size = min(window, h2.max_outbound_frame_size, len(chunk))
+                if size == len(chunk):
+                    chunks.popleft()
+                else:
+                    chunks[0] = chunk[size:]
+                    chunk = chunk[:size]
+                outbound.size -= size
+                sent_end = not chunks and outbound.end and outbound.trailers is None
+                h2.send_data(stream_id, chunk.tobytes(), end_stream=sent_end)
+            del self._outbound[stream_id]
+            if outbound.trailers is not None:
+                h2.send_headers(stream_id, outbound.trailers, end_stream=True)
+            elif outbound.end and not sent_end:
+                h2.end_stream(stream_id)
+            if outbound.end or outbound.trailers is not None:
+                self._ended_local(stream_id)
+        except StreamClosedError:
+            self._outbound.pop(stream_id, None)
+
+    def _ended_local(self, stream_id: int) -> None:
+        self._ended_locally.add(stream_id)
+        if stream_id in self._ended_remotely:
+            self._report_closed(stream_id, 0)
+
+    def send_request(self, headers: Headers, end_stream: bool = False) -> int:
+        stream_id = self._h2.get_next_available_stream_id()
+        self._h2.send_headers(stream_id, headers, end_stream=end_stream)
+        if end_stream:
+            self._ended_local(stream_id)
+        return stream_id
+
+    def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None:
+        self._h2.send_headers(stream_id, headers, end_stream=end_stream)
+        if end_stream:
+            self._ended_local(stream_id)
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        outbound = self._outbound.get(stream_id)
+        if outbound is None:
+            outbound = self._outbound[stream_id] = _Outbound()
+        if data:
+            outbound.chunks.append(memoryview(data))
+            outbound.size += len(data)
+        outbound.end = outbound.end or end_stream
+        self._drain_stream(stream_id)
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        outbound = self._outbound.get(stream_id)
+        if outbound is None:
+            self._h2.send_headers(stream_id, headers, end_stream=True)
+            self._ended_local(stream_id)
+        else:
+            outbound.trailers = headers
+
+    def end_stream(self, stream_id: int) -> None:
+        if stream_id in self._outbound:
+            self._outbound[stream_id].end = True
+        else:
+            self._h2.end_stream(stream_id)
+            self._ended_local(stream_id)
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        self._outbound.pop(stream_id, None)
+        try:
+            self._h2.reset_stream(stream_id, error_code)
+        except (ProtocolError, StreamClosedError):
+            return  # already closed
+        self._report_closed(stream_id, error_code)
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        if size and self._open:
+            try:
+                self._h2.acknowledge_received_data(size, stream_id)
+            except ProtocolError:
+                pass  # the connection is closing
+
+    def queued(self, stream_id: int) -> int:
+        outbound = self._outbound.get(stream_id)
+        return 0 if outbound is None else outbound.size
+
+    def queued_total(self) -> int:
+        return sum(outbound.size for outbound in self._outbound.values())
+
+    def ping(self, payload: bytes) -> None:
+        if self._open:
+            self._h2.ping(payload)
+
+    def goaway(self, error_code: int, last_stream_id: int, debug: bytes = b"") -> None:
+        """Written as a raw frame: h2's own close_connection would stop the calls in flight."""
+        if self._open:
+            self._raw.append(goaway_frame(last_stream_id, error_code, debug))
+
+    def is_stream_open(self, stream_id: int) -> bool:
+        stream = self._h2.streams.get(stream_id)
+        return stream is not None and not stream.closed
+
+    @property
+    def max_outbound_frame(self) -> int:
+        return self._h2.max_outbound_frame_size
+
+    @property
+    def peer_max_concurrent_streams(self) -> int:
+        return self._h2.remote_settings.max_concurrent_streams

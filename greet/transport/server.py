@@ -1,0 +1,202 @@
+"""TransportServer: a grpclib Server whose connections run on greet's own HTTP/2 layer.
+
+It is a `grpclib.server.Server` (a subclass): it is built from the same servables (generated
+service bases, grpclib's health and reflection), `grpclib.events.listen(server, ...)` works on
+it, and `start`, `close` and `wait_closed` keep grpclib's meaning. What is greet's: every
+accepted connection is a `ServerConnection` on the engine the TransportConfig names, the server
+keeps the list of its connections, and `shutdown` drains them the way grpc-go's GracefulStop
+does (grpclib's `close` cancels every call at once and never sends GOAWAY):
+
+1. stop accepting; a GOAWAY (last stream id 2^31-1) and a PING on every connection, then the
+   final GOAWAY with the real last stream id once the PING comes back;
+2. wait for the calls in flight, up to the grace period (or until `hurry()`, a second signal);
+3. end what is left with UNAVAILABLE, and close every connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from grpclib.const import Handler
+from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
+from grpclib.encoding.proto import ProtoStatusDetailsCodec
+from grpclib.server import Server
+
+from greet.transport.config import TransportConfig
+from greet.transport.decoding import StrictProtoCodec
+from greet.transport.server_connection import ServerConnection
+
+if TYPE_CHECKING:
+    from grpclib._typing import IServable
+
+    from greet.transport.server_stream import ServerCall
+
+__all__ = ["TransportServer"]
+
+log = logging.getLogger("greet.server")
+
+BACKLOG = 1024
+
+
+class TransportServer(Server):
+    """A grpclib Server on greet's transport (see the module docstring)."""
+
+    def __init__(
+        self,
+        handlers: Collection[IServable],
+        *,
+        config: TransportConfig | None = None,
+        codec: CodecBase | None = None,
+        status_details_codec: StatusDetailsCodecBase | None = None,
+    ) -> None:
+        codec = codec or StrictProtoCodec()
+        # grpclib chooses a status details codec only when it also chooses the message codec
+        status_details_codec = status_details_codec or ProtoStatusDetailsCodec()
+        super().__init__(handlers, codec=codec, status_details_codec=status_details_codec)
+        self.transport_config = config or TransportConfig()
+        self.engine_limits = self.transport_config.engine_limits()
+        self.methods: dict[str, Handler] = {}
+        for handler in handlers:
+            self.methods.update(handler.__mapping__())
+        self.codec = codec
+        self.status_details_codec: StatusDetailsCodecBase | None = status_details_codec
+        self.dispatch = self.__dispatch__
+        self.connections: set[ServerConnection] = set()
+        self.listener: asyncio.Server | None = None
+        self._hurry = asyncio.Event()
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
+
+    def connection_factory(self) -> ServerConnection:
+        self._all_closed.clear()
+        return ServerConnection(self)
+
+    def connection_closed(self, connection: ServerConnection) -> None:
+        if not self.connections:
+            self._all_closed.set()
+
+    async def start(  # type: ignore[override]  # greet listens on a host/port or a socket
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        sock: socket.socket | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        reuse_port: bool | None = None,
+        backlog: int = BACKLOG,
+    ) -> None:
+        if self.listener is not None:
+            raise RuntimeError("Server is already started")
+        loop = asyncio.get_running_loop()
+        self.listener = await loop.create_server(
+            self.connection_factory,
+            None if sock is not None else host,
+            None if sock is not None else port,
+            sock=sock,
+            ssl=ssl,
+            backlog=backlog,
+            reuse_port=reuse_port,
+            ssl_handshake_timeout=self.transport_config.handshake_timeout if ssl else None,
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) listened on."""
+        if self.listener is None:
+            raise RuntimeError("Server is not started")
+        host, port = self.listener.sockets[0].getsockname()[:2]
+        return host, port
+
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        """The handler tasks still running."""
+        return {
+            call.task
+            for connection in list(self.connections)
+            for call in list(connection.calls.values())
+            if call.task is not None and not call.task.done()
+        }
+
+    def calls(self) -> list[ServerCall]:
+        return [call for connection in self.connections for call in connection.calls.values()]
+
+    def stop_accepting(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+
+    def hurry(self) -> None:
+        """End the grace period now (a second stop signal): what is in flight gets ended."""
+        if not self._hurry.is_set():
+            log.info("told again to stop: not waiting for the calls in flight")
+            self._hurry.set()
+
+    async def shutdown(self, grace: float) -> None:
+        """Drain (see the module docstring): returns when every connection is closed."""
+        self.stop_accepting()
+        connections = list(self.connections)
+        for connection in connections:
+            connection.begin_drain()
+        log.info(
+            "draining: stopped accepting connections; GOAWAY sent on %d; %d calls in flight "
+            "get up to %gs",
+            len(connections),
+            len(self.in_flight()),
+            grace,
+        )
+        left = await self._wait_for_calls(grace)
+        if left:
+            log.info("grace period over: cancelling %d calls", len(left))
+        for connection in list(self.connections):
+            connection.final_goaway_now()
+            connection.end_calls("server stopping")
+        await self._wait_for_calls(1.0)  # the ended calls send their UNAVAILABLE trailers
+        for connection in list(self.connections):
+            connection.close("server stopped")
+        if self.listener is not None:
+            await self.listener.wait_closed()
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), 5.0)
+        except asyncio.TimeoutError:
+            for connection in list(self.connections):
+                connection.abort()
+
+    async def _wait_for_calls(self, grace: float) -> set[asyncio.Task[None]]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        hurried = loop.create_task(self._hurry.wait())
+        try:
+            pending = self.in_flight()
+            while pending and not hurried.done():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(
+                    {*pending, hurried}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending = self.in_flight()  # also calls that raced the first GOAWAY
+        finally:
+            hurried.cancel()
+        return pending
+
+    def close(self) -> None:
+        """grpclib's close: stop accepting and end every call now (no grace)."""
+        if self.listener is None:
+            raise RuntimeError("Server is not started")
+        self.stop_accepting()
+        for connection in list(self.connections):
+            connection.final_goaway_now()
+            connection.end_calls("server closed")
+            connection.close("server closed")
+
+    async def wait_closed(self) -> None:
+        if self.listener is None:
+            raise RuntimeError("Server is not started")
+        await self.listener.wait_closed()
+        tasks = self.in_flight()
+        if tasks:
+            await asyncio.wait(tasks)
+        await self._all_closed.wait()

@@ -1,0 +1,564 @@
+"""ServerConnection: one client connection, from its first byte to its last.
+
+An `asyncio.Protocol` that drives the connection's HTTP/2 engine (greet.transport.engine) and
+implements `EngineEvents`: it turns request headers into calls (greet.transport.server_stream),
+hands DATA to them, and applies the limits that are the connection's to apply, on both engines
+alike (each answers what grpc-go and grpcio answer):
+
+    more streams than MAX_CONCURRENT_STREAMS       REFUSED_STREAM for the extra stream
+    request headers over --max-header-list-bytes   RESOURCE_EXHAUSTED for that call
+    RST_STREAM faster than --max-resets-per-second GOAWAY ENHANCE_YOUR_CALM (rapid reset)
+    SETTINGS flood                                 GOAWAY ENHANCE_YOUR_CALM
+    PINGs against the keepalive policy             GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
+    a protocol error, or an engine limit           GOAWAY with the error code, then close
+    unknown method                                 UNIMPLEMENTED, with content-type
+    not POST / not application/grpc                HTTP 405 / 415 with a gRPC status
+    bad grpc-timeout                               INTERNAL
+    a peer that stops reading                      senders wait (bounded buffers); ACKs of
+                                                   PINGs and SETTINGS are bounded too
+
+Timers (keepalive, idleness, age, handshake) are greet.transport.lifecycle's; graceful drain
+(two GOAWAYs) is `begin_drain`, driven by the server or by the age timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING, Any, cast
+
+from grpclib.const import Handler, Status
+from grpclib.metadata import Deadline, decode_metadata, encode_grpc_message
+from grpclib.protocol import Peer
+
+from greet.transport.engine import EngineFailure, ErrorCode, Header, Headers, new_engine
+from greet.transport.frames import goaway_frame
+from greet.transport.lifecycle import ConnectionLifecycle
+from greet.transport.policy import PingStrikes, TokenBucket
+from greet.transport.server_stream import CONTENT_TYPE, STATUS_VALUES, ServerCall, run_call
+from greet.transport.writes import WriteBatcher
+
+if TYPE_CHECKING:
+    from greet.transport.server import TransportServer
+
+__all__ = ["ServerConnection"]
+
+log = logging.getLogger("greet.transport")
+
+MAX_STREAM_ID = 2**31 - 1
+HEADER_OVERHEAD = 32  # per field, as SETTINGS_MAX_HEADER_LIST_SIZE counts (RFC 9113 6.5.2)
+WRITE_BUFFER_HIGH = 256 * 1024
+
+
+class ServerConnection(asyncio.Protocol):
+    """One HTTP/2 connection of a TransportServer (see the module docstring)."""
+
+    def __init__(self, server: TransportServer) -> None:
+        self.server = server
+        config = server.transport_config
+        self.config = config
+        self.calls: dict[int, ServerCall] = {}
+        self.stream_send_buffer = config.stream_send_buffer
+        self.connection_send_buffer = config.connection_send_buffer
+        self.send_blocked = False  # the socket's or the engine's buffer is full
+        self.highest_stream_id = 0
+        self.draining = False
+        self.final_goaway: int | None = None  # the last stream id of the final GOAWAY
+        self.closing = False
+        self._waiting_writers: set[ServerCall] = set()
+        self._reset_after_trailers: list[int] = []
+        self._resets = TokenBucket(config.max_resets_per_second, config.reset_burst)
+        self._settings = TokenBucket(config.max_settings_per_second, config.settings_burst)
+        self._pings = PingStrikes(
+            config.keepalive.min_time,
+            config.keepalive.permit_without_calls,
+            config.keepalive.max_ping_strikes,
+        )
+        self._settings_seen = 0
+        self._pending_acks = 0  # PING/SETTINGS ACKs owed while the socket is not writable
+        self._handshake_done = False
+        self._write_paused = False
+        self._transport: asyncio.Transport | None = None
+        self._drain_ping = False
+        self.peer: Peer
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's subclasses
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.peer = Peer(transport)
+        self.engine = new_engine(
+            self.config.engine, client=False, limits=self.server.engine_limits, events=self
+        )
+        self.writes = WriteBatcher(loop, self._flush)
+        self.lifecycle = ConnectionLifecycle(self, self.config, loop)
+        self.server.connections.add(self)
+        self.engine.initiate()
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        self.lifecycle.last_read = self.loop.time()
+        try:
+            self.engine.receive(data)
+        except EngineFailure as failure:
+            self._fail(failure)
+            return
+        self.writes.now()
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: HTTP/2 has no half-closed connections
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self.send_blocked = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._pending_acks = 0
+        self._update_send_blocked()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closing = True
+        self.lifecycle.stop()
+        self.server.connections.discard(self)
+        calls = list(self.calls.values())
+        self.calls.clear()
+        for call in calls:
+            call.terminate()
+        for call in self._waiting_writers:
+            call.writable()
+        self._waiting_writers.clear()
+        self._reset_after_trailers.clear()
+        self.server.connection_closed(self)
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        data = self.engine.data_to_send()
+        if self._reset_after_trailers:
+            data += self._reset_finished_streams()
+        if data:
+            transport.write(data)
+        if self.draining and self.final_goaway is not None and not self.calls:
+            self.close("drained")
+            return
+        if self._waiting_writers or self.send_blocked:
+            self._update_send_blocked()
+
+    def _reset_finished_streams(self) -> bytes:
+        """RST_STREAM(NO_ERROR) for streams answered while the client was still sending (the
+        gRPC way to say "stop sending"), once their trailers are out."""
+        engine = self.engine
+        waiting = []
+        for stream_id in self._reset_after_trailers:
+            if not engine.is_stream_open(stream_id):
+                continue
+            if engine.queued(stream_id):
+                waiting.append(stream_id)
+            else:
+                engine.reset_stream(stream_id, ErrorCode.NO_ERROR)
+        self._reset_after_trailers = waiting
+        return engine.data_to_send()
+
+    def schedule_flush(self) -> None:
+        self.writes.request()
+
+    def sent_something(self) -> None:
+        """A call queued HEADERS or DATA: flush soon, and client pings so far are forgiven."""
+        self._pings.forgive()
+        self.writes.request()
+
+    def _update_send_blocked(self) -> None:
+        blocked = self._write_paused or self.engine.queued_total() > self.connection_send_buffer
+        self.send_blocked = blocked
+        if self._waiting_writers:
+            engine = self.engine
+            ready = [
+                call
+                for call in self._waiting_writers
+                if blocked is False and engine.queued(call.stream_id) <= self.stream_send_buffer
+            ]
+            for call in ready:
+                self._waiting_writers.discard(call)
+                call.writable()
+
+    def wait_writable(self, call: ServerCall) -> None:
+        self._waiting_writers.add(call)
+
+    def acknowledge(self, call: ServerCall) -> None:
+        """The call's handler took (or will never take) what it received: open the window."""
+        if call.unacked:
+            self.engine.acknowledge(call.stream_id, call.unacked)
+            call.unacked = 0
+            self.writes.request()
+
+    def send_trailers(self, call: ServerCall, headers: list[Header], *, trailers_only: bool) -> None:
+        if trailers_only:
+            self.engine.send_headers(call.stream_id, headers, end_stream=True)
+        else:
+            self.engine.send_trailers(call.stream_id, headers)
+        if not call.request_ended:
+            self._reset_after_trailers.append(call.stream_id)
+        self.writes.request()
+
+    def reset(self, call: ServerCall, code: int) -> None:
+        self.engine.reset_stream(call.stream_id, code)
+        self.writes.request()
+
+    def reject(self, call: ServerCall, status: Status, message: str) -> None:
+        """Answer a call that has no handler running: trailers-only with `status`."""
+        self._answer(call.stream_id, status, message, ended=call.request_ended)
+        call.terminate()
+
+    def _answer(
+        self,
+        stream_id: int,
+        status: Status,
+        message: str,
+        *,
+        http_status: bytes = b"200",
+        ended: bool = True,
+    ) -> None:
+        """A trailers-only response (no handler involved)."""
+        headers: list[Header] = [
+            (b":status", http_status),
+            (b"content-type", CONTENT_TYPE),
+            (b"grpc-status", STATUS_VALUES[status]),
+            (b"grpc-message", encode_grpc_message(message).encode()),
+        ]
+        engine = self.engine
+        engine.send_headers(stream_id, headers, end_stream=True)
+        if not ended:
+            self._reset_after_trailers.append(stream_id)
+        self.writes.request()
+
+    # -- connection-level ends ---------------------------------------------------------------
+
+    def _goaway_and_close(self, code: ErrorCode, debug: bytes, reason: str) -> None:
+        log.info("closing connection from %s: %s", self.peer_name, reason)
+        self.engine.goaway(code, self.highest_stream_id, debug)
+        self.writes.now()
+        self.close(reason)
+
+    def _fail(self, failure: EngineFailure) -> None:
+        """The peer broke the protocol (or an engine limit): GOAWAY with the code, close."""
+        transport = self._transport
+        log.info(
+            "HTTP/2 error on connection from %s: %s (%s)",
+            self.peer_name,
+            failure.message,
+            failure.code.name,
+        )
+        if transport is not None and not transport.is_closing():
+            if failure.goaway_queued:
+                transport.write(self.engine.data_to_send())
+            else:
+                debug = failure.message.encode("utf-8", "replace")[:256]
+                transport.write(goaway_frame(self.highest_stream_id, failure.code, debug))
+        self.close(failure.message)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self, reason: str) -> None:
+        """Close the socket (after writing what is queued)."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            log.debug("connection from %s closed: %s", self.peer_name, reason)
+            transport.close()
+        self.closing = True
+
+    @property
+    def peer_name(self) -> str:
+        transport = self._transport
+        address = transport.get_extra_info("peername") if transport is not None else None
+        if isinstance(address, tuple) and len(address) >= 2:
+            host, port = address[0], address[1]
+            return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        return "unknown peer"
+
+    # -- lifecycle (greet.transport.lifecycle.Lifecycle) ------------------------------------
+
+    @property
+    def calls_open(self) -> int:
+        return len(self.calls)
+
+    def send_keepalive_ping(self) -> None:
+        self.engine.ping(b"greet-ka")
+        self.writes.request()
+
+    def begin_drain(self, reason: str = "server shutting down") -> None:
+        """First GOAWAY (last stream id 2^31-1) and a PING; the final GOAWAY follows its ACK."""
+        if self.draining or self.closing:
+            return
+        self.draining = True
+        self.engine.goaway(ErrorCode.NO_ERROR, MAX_STREAM_ID, reason.encode())
+        self.engine.ping(b"greet-gw")
+        self._drain_ping = True
+        self.writes.now()
+
+    def final_goaway_now(self) -> None:
+        """The second GOAWAY: streams above the last one accepted are refused from now on."""
+        if self.final_goaway is not None or self.closing:
+            return
+        self.draining = True
+        self.final_goaway = self.highest_stream_id
+        self.engine.goaway(ErrorCode.NO_ERROR, self.highest_stream_id)
+        self.writes.now()
+
+    def end_calls(self, reason: str) -> None:
+        """End every call in flight with UNAVAILABLE (the drain's grace period is over)."""
+        for call in list(self.calls.values()):
+            task = call.task
+            if task is not None and not task.done():
+                call.shutting_down = True
+                task.cancel()
+            elif task is None:
+                self.reject(call, Status.UNAVAILABLE, "the server is shutting down")
+        log.debug("ending calls on %s: %s", self.peer_name, reason)
+
+    # -- EngineEvents ------------------------------------------------------------------------
+
+    def on_request(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        if stream_id > self.highest_stream_id:
+            self.highest_stream_id = stream_id
+        engine = self.engine
+        if self.final_goaway is not None and stream_id > self.final_goaway:
+            engine.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
+            return
+        if len(self.calls) >= self.config.max_concurrent_streams:
+            engine.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
+            return
+        size = sum(len(name) + len(value) for name, value in headers)
+        size += HEADER_OVERHEAD * len(headers)
+        limit = self.config.max_header_list_bytes
+        if size > limit:
+            self._answer(
+                stream_id,
+                Status.RESOURCE_EXHAUSTED,
+                f"request headers are {size} bytes; the limit (--max-header-list-bytes) is "
+                f"{limit}",
+                ended=end_stream,
+            )
+            return
+        self._start_call(stream_id, headers, end_stream)
+
+    def _start_call(self, stream_id: int, raw: Headers, end_stream: bool) -> None:
+        server = self.server
+        method_name = content_type = user_agent = timeout = None
+        method = b""
+        for name, value in raw:
+            if name == b":path":
+                method_name = value.decode("ascii", "replace")
+            elif name == b":method":
+                method = value
+            elif name == b"content-type":
+                content_type = value.decode("ascii", "replace")
+            elif name == b"grpc-timeout":
+                timeout = value
+            elif name == b"user-agent":
+                user_agent = value.decode("ascii", "replace")
+        if method != b"POST":
+            self._answer(
+                stream_id,
+                Status.UNIMPLEMENTED,
+                "gRPC requests use POST",
+                http_status=b"405",
+                ended=end_stream,
+            )
+            return
+        if content_type is None or not content_type.startswith("application/grpc"):
+            self._answer(
+                stream_id,
+                Status.INVALID_ARGUMENT,
+                f"invalid gRPC request content-type {content_type!r}",
+                http_status=b"415",
+                ended=end_stream,
+            )
+            return
+        handler: Handler | None = server.methods.get(method_name or "")
+        if handler is None:
+            self._answer(
+                stream_id, Status.UNIMPLEMENTED, f"Method not found: {method_name}", ended=end_stream
+            )
+            return
+        headers = [(name.decode("ascii"), value.decode("latin-1")) for name, value in raw]
+        deadline = None
+        if timeout is not None:
+            try:
+                deadline = Deadline.from_headers(headers)
+            except ValueError:
+                self._answer(
+                    stream_id,
+                    Status.INTERNAL,
+                    f"malformed grpc-timeout {timeout.decode('latin-1')!r}",
+                    ended=end_stream,
+                )
+                return
+        try:
+            metadata = decode_metadata(headers)
+        except ValueError as error:
+            self._answer(
+                stream_id, Status.INTERNAL, f"malformed binary metadata: {error}", ended=end_stream
+            )
+            return
+        call = ServerCall(
+            self,
+            stream_id,
+            method_name or "",
+            handler,
+            codec=server.codec,
+            status_details_codec=server.status_details_codec,
+            dispatch=server.dispatch,
+            deadline=deadline,
+            metadata=metadata,
+            user_agent=user_agent,
+            content_type=content_type,
+            peer=self.peer,
+            max_message_bytes=self.config.max_message_bytes,
+        )
+        self.calls[stream_id] = call
+        if end_stream:
+            call.end_request()
+        if handler.cardinality.client_streaming or end_stream:
+            self._run(call)
+
+    def _run(self, call: ServerCall) -> None:
+        """Start the handler; a unary request is checked for its one message first."""
+        if not call._cardinality.client_streaming:
+            if call.recv_error is not None:
+                self.reject(call, call.recv_error.status, call.recv_error.message or "")
+                return
+            count = len(call.framer.messages)
+            if count != 1:
+                self.reject(
+                    call,
+                    Status.INTERNAL,
+                    f"{call._method_name} takes one request message; the client sent {count}",
+                )
+                return
+        call.task = self.loop.create_task(run_call(call))
+
+    def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        call = self.calls.get(stream_id)
+        if call is None or call.closed:
+            self.engine.acknowledge(stream_id, len(data))
+            return
+        call.feed(data, end_stream)
+        if end_stream and call.task is None:
+            self._run(call)
+        elif call.recv_error is not None and call.task is None:
+            self.reject(call, call.recv_error.status, call.recv_error.message or "")
+
+    def on_trailers(self, stream_id: int, headers: Headers) -> None:
+        call = self.calls.get(stream_id)
+        if call is None or call.closed:
+            return
+        call.end_request()
+        if call.task is None:
+            self._run(call)
+
+    def on_stream_reset(self, stream_id: int, error_code: int) -> None:
+        if not self._resets.take():
+            self._goaway_and_close(
+                ErrorCode.ENHANCE_YOUR_CALM,
+                b"too_many_resets",
+                "the client reset streams faster than --max-resets-per-second (rapid reset)",
+            )
+            return
+        call = self.calls.pop(stream_id, None)
+        if call is not None:
+            call.terminate()
+            call.release()
+
+    def on_stream_closed(self, stream_id: int, error_code: int) -> None:
+        call = self.calls.pop(stream_id, None)
+        if call is not None:
+            if call.task is None or error_code:
+                call.terminate()
+                call.release()
+            else:
+                call.closed = True  # the handler has finished: nothing to cancel
+        if not self.calls:
+            self.lifecycle.last_call_ended = self.loop.time()
+
+    def on_window_update(self, stream_id: int) -> None:
+        if not self._waiting_writers:
+            return
+        if stream_id:
+            call = self.calls.get(stream_id)
+            if call is not None and call in self._waiting_writers:
+                self.writes.request()
+        else:
+            self.writes.request()
+
+    def on_ping(self) -> None:
+        if not self._pings.ping(bool(self.calls)):
+            self._goaway_and_close(
+                ErrorCode.ENHANCE_YOUR_CALM, b"too_many_pings", "too many pings (keepalive policy)"
+            )
+            return
+        self._owe_ack()
+
+    def on_ping_ack(self, payload: bytes) -> None:
+        self.lifecycle.ping_acknowledged()
+        if self._drain_ping and payload == b"greet-gw":
+            self._drain_ping = False
+            self.final_goaway_now()
+
+    def on_settings(self) -> None:
+        if not self._handshake_done:
+            self._handshake_done = True
+            self.lifecycle.handshake_done()
+        elif not self._settings.take():
+            self._goaway_and_close(
+                ErrorCode.ENHANCE_YOUR_CALM, b"too_many_settings", "SETTINGS flood"
+            )
+            return
+        self._owe_ack()
+
+    def _owe_ack(self) -> None:
+        """An ACK is queued; a peer that sends PING/SETTINGS but never reads gets a bound."""
+        if self._write_paused:
+            self._pending_acks += 1
+            if self._pending_acks > self.server.engine_limits.max_outbound_acks:
+                self._goaway_and_close(
+                    ErrorCode.ENHANCE_YOUR_CALM,
+                    b"too_many_unread_acks",
+                    "the peer sends PING/SETTINGS frames but does not read their ACKs",
+                )
+
+    def on_response(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        self.engine.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)  # not for a server
+
+    def on_goaway(self, last_stream_id: int, error_code: int, debug: bytes) -> None:
+        if error_code:
+            log.info(
+                "client %s sent GOAWAY %s %r",
+                self.peer_name,
+                _code_name(error_code),
+                debug[:100],
+            )
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return hex(code)
+
+
+def describe(value: Any) -> str:  # pragma: no cover - debugging aid
+    return repr(value)

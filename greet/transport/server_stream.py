@@ -1,0 +1,385 @@
+"""ServerCall: one gRPC call on one HTTP/2 stream; what method handlers receive as `stream`.
+
+It is a `grpclib.server.Stream`, so generated servicers (betterproto's `__rpc_*` methods),
+grpclib's health and reflection services and handlers written for grpclib run on it unchanged:
+`recv_message`, `send_initial_metadata`, `send_message`, `send_trailing_metadata`, `cancel`,
+async iteration, and the attributes `metadata`, `deadline`, `peer`, `user_agent`. grpclib's
+server events (`grpclib.events`: RecvRequest, RecvMessage, SendInitialMetadata, SendMessage,
+SendTrailingMetadata) are dispatched at the same points as in grpclib.
+
+Underneath, the call talks to its `ServerConnection` and the connection's HTTP/2 engine
+directly: request messages are cut out of DATA by a `MessageFramer` as they arrive; replies go to
+the engine's send queue, and `send_message` waits only when that queue is over
+`stream_send_buffer` for the stream (or `connection_send_buffer` for the whole connection) - a
+client that never reads holds a bounded amount of the server's memory.
+
+`run_call` is the body of the task that serves a call: it maps what the handler raised to a status
+(GRPCError as given, a deadline to DEADLINE_EXCEEDED, a shutdown to UNAVAILABLE, a bug to UNKNOWN
+with the traceback logged) and always releases what the call held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from grpclib.const import Handler, Status
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from grpclib.metadata import (
+    _STATUS_DETAILS_KEY,
+    Deadline,
+    _Metadata,
+    _MetadataLike,
+    encode_bin_value,
+    encode_grpc_message,
+    encode_metadata,
+)
+from grpclib.protocol import Peer
+from grpclib.server import Stream
+from multidict import MultiDict
+
+from greet.transport.engine import ErrorCode, Header
+from greet.transport.receiving import RECV_YIELD_EVERY, MessageFramer
+
+if TYPE_CHECKING:
+    from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
+    from grpclib.events import _DispatchServerEvents
+
+    from greet.transport.server_connection import ServerConnection
+
+__all__ = ["CONTENT_TYPE", "ServerCall", "run_call"]
+
+log = logging.getLogger("greet.server")
+
+CONTENT_TYPE = b"application/grpc"
+RESPONSE_HEADERS: list[Header] = [(b":status", b"200"), (b"content-type", CONTENT_TYPE)]
+OK_TRAILERS: list[Header] = [(b"grpc-status", b"0")]
+STATUS_VALUES = {status: str(status.value).encode() for status in Status}
+
+
+def _header_list(headers: list[tuple[str, str]]) -> list[Header]:
+    return [(name.encode("ascii"), value.encode("ascii")) for name, value in headers]
+
+
+class ServerCall(Stream[Any, Any]):
+    """One call (see the module docstring). Built by the connection, not by users."""
+
+    def __init__(
+        self,
+        connection: ServerConnection,
+        stream_id: int,
+        method_name: str,
+        handler: Handler,
+        *,
+        codec: CodecBase,
+        status_details_codec: StatusDetailsCodecBase | None,
+        dispatch: _DispatchServerEvents,
+        deadline: Deadline | None,
+        metadata: _Metadata,
+        user_agent: str | None,
+        content_type: str,
+        peer: Peer,
+        max_message_bytes: int,
+    ) -> None:
+        # grpclib's Stream.__init__ wants grpclib's own HTTP/2 stream; the same attributes are
+        # set here for the transport greet owns.
+        self._method_name = method_name
+        self._cardinality = handler.cardinality
+        self._recv_type = handler.request_type
+        self._send_type = handler.reply_type
+        self._codec = codec
+        self._status_details_codec = status_details_codec
+        self._dispatch = dispatch
+        self.deadline = deadline
+        self.metadata = metadata
+        self.user_agent = user_agent
+        self.peer = peer
+        self.content_type = content_type
+        self.handler_func = handler.func
+        self.connection = connection
+        self.stream_id = stream_id
+        self.framer = MessageFramer(max_message_bytes)
+        self.task: asyncio.Task[None] | None = None
+        self.request_ended = False
+        self.recv_error: GRPCError | None = None
+        self.unacked = 0
+        self.closed = False  # the HTTP/2 stream is gone (reset, closed, connection lost)
+        self.deadline_hit = False
+        self.shutting_down = False
+        self._received = 0
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._send_waiter: asyncio.Future[None] | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        if deadline is not None:
+            self._deadline_timer = asyncio.get_running_loop().call_later(
+                max(0.0, deadline.time_remaining()), self._deadline_expired
+            )
+
+    # -- what the connection tells the call ---------------------------------------------------
+
+    def feed(self, data: bytes, end_stream: bool) -> None:
+        """DATA for this call arrived."""
+        self.unacked += len(data)
+        if self.recv_error is None:
+            try:
+                self.framer.feed(data)
+            except GRPCError as error:
+                self.recv_error = error
+                self.framer.clear()
+            if end_stream:
+                self.end_request()
+        elif end_stream:
+            self.request_ended = True
+        if not self.framer.messages:
+            self.connection.acknowledge(self)
+        self._wake_receiver()
+
+    def end_request(self) -> None:
+        """The client ended its side of the stream."""
+        self.request_ended = True
+        if self.recv_error is None and self.framer.inside_message:
+            self.recv_error = GRPCError(
+                Status.INVALID_ARGUMENT, "truncated gRPC message: the stream ended inside it"
+            )
+            self.framer.clear()
+        self._wake_receiver()
+
+    def terminate(self) -> None:
+        """The stream is gone (reset by the client, or the connection lost): stop the handler."""
+        if self.closed:
+            return
+        self.closed = True
+        self.framer.clear()
+        self._wake_receiver()
+        self._wake_sender()
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+
+    def writable(self) -> None:
+        """Send window or buffer space opened up."""
+        self._wake_sender()
+
+    def _deadline_expired(self) -> None:
+        self._deadline_timer = None
+        task = self.task
+        if task is not None and not task.done():
+            self.deadline_hit = True
+            task.cancel()
+        elif task is None and not self.closed:
+            # The request never completed: answer without starting the handler.
+            self.connection.reject(self, Status.DEADLINE_EXCEEDED, "deadline exceeded")
+
+    def _wake_receiver(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_sender(self) -> None:
+        waiter = self._send_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def release(self) -> None:
+        """Drop what the call holds; the connection forgets it once the stream is closed."""
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        self.framer.clear()
+        self.connection.acknowledge(self)
+        self.task = None
+
+    # -- grpclib.server.Stream ---------------------------------------------------------------
+
+    async def recv_message(self) -> Any:
+        """The next request message, or None once the client has ended its stream."""
+        messages = self.framer.messages
+        while not messages:
+            if self.recv_error is not None:
+                raise self.recv_error
+            if self.request_ended:
+                return None
+            if self.closed:
+                raise StreamTerminatedError("the client reset the stream")
+            waiter = self._recv_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._recv_waiter = None
+        body = messages.popleft()
+        if not messages and self.unacked:
+            self.connection.acknowledge(self)
+        self._received += 1
+        if not self._received % RECV_YIELD_EVERY:
+            await asyncio.sleep(0)  # other calls run while this stream's messages are buffered
+        message = self._codec.decode(body, self._recv_type)
+        (message,) = await self._dispatch.recv_message(message)
+        self._messages_received += 1
+        return message
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StreamTerminatedError("the stream is closed (reset by the client or lost)")
+
+    async def send_initial_metadata(self, *, metadata: _MetadataLike | None = None) -> None:
+        if self._send_initial_metadata_done:
+            raise ProtocolError("Initial metadata was already sent")
+        (sent,) = await self._dispatch.send_initial_metadata(
+            MultiDict(metadata or ())  # type: ignore[arg-type]
+        )
+        headers = RESPONSE_HEADERS
+        if sent:
+            headers = headers + _header_list(encode_metadata(sent))
+        self._check_open()
+        connection = self.connection
+        connection.engine.send_headers(self.stream_id, headers)
+        self._send_initial_metadata_done = True
+        connection.sent_something()
+
+    async def send_message(self, message: Any) -> None:
+        if not self._send_initial_metadata_done:
+            await self.send_initial_metadata()
+        if not self._cardinality.server_streaming and self._send_message_done:
+            raise ProtocolError("Message was already sent")
+        (message,) = await self._dispatch.send_message(message)
+        body = self._codec.encode(message, self._send_type)
+        self._check_open()
+        connection = self.connection
+        engine = connection.engine
+        stream_id = self.stream_id
+        engine.send_data(stream_id, b"\x00" + len(body).to_bytes(4, "big") + body)
+        self._send_message_done = True
+        self._messages_sent += 1
+        connection.sent_something()
+        if engine.queued(stream_id) > connection.stream_send_buffer or connection.send_blocked:
+            await self._wait_writable()
+
+    async def _wait_writable(self) -> None:
+        connection = self.connection
+        engine = connection.engine
+        while not self.closed and (
+            engine.queued(self.stream_id) > connection.stream_send_buffer
+            or connection.send_blocked
+        ):
+            waiter = self._send_waiter = asyncio.get_running_loop().create_future()
+            connection.wait_writable(self)
+            try:
+                await waiter
+            finally:
+                self._send_waiter = None
+        self._check_open()
+
+    async def send_trailing_metadata(
+        self,
+        *,
+        status: Status = Status.OK,
+        status_message: str | None = None,
+        status_details: Any = None,
+        metadata: _MetadataLike | None = None,
+    ) -> None:
+        if self._send_trailing_metadata_done:
+            raise ProtocolError("Trailing metadata was already sent")
+        if (
+            not self._cardinality.server_streaming
+            and not self._send_message_done
+            and status is Status.OK
+        ):
+            raise ProtocolError("Unary response with OK status requires a single message to be sent")
+        (sent,) = await self._dispatch.send_trailing_metadata(
+            MultiDict(metadata or ()),  # type: ignore[arg-type]
+            status=status,
+            status_message=status_message,
+            status_details=status_details,
+        )
+        trailers_only = not self._send_initial_metadata_done
+        if status is Status.OK and not sent and not trailers_only:
+            headers = OK_TRAILERS
+        else:
+            headers = list(RESPONSE_HEADERS) if trailers_only else []
+            headers.append((b"grpc-status", STATUS_VALUES[status]))
+            if status_message is not None:
+                headers.append((b"grpc-message", encode_grpc_message(status_message).encode()))
+            if status_details is not None and self._status_details_codec is not None:
+                encoded = self._status_details_codec.encode(status, status_message, status_details)
+                headers.append((_STATUS_DETAILS_KEY.encode(), encode_bin_value(encoded)))
+            if sent:
+                headers += _header_list(encode_metadata(sent))
+        self._check_open()
+        self.connection.send_trailers(self, headers, trailers_only=trailers_only)
+        self._send_trailing_metadata_done = True
+
+    async def cancel(self) -> None:
+        if self._cancel_done:
+            raise ProtocolError("Stream was already cancelled")
+        self.connection.reset(self, ErrorCode.CANCEL)
+        self._cancel_done = True
+
+    async def __aenter__(self) -> ServerCall:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool | None:
+        """grpclib's contract: an exception inside becomes the status in the trailers."""
+        if self._send_trailing_metadata_done or self._cancel_done or self.closed:
+            return True
+        if exc_val is None:
+            await finish(self, Status.OK)
+        elif isinstance(exc_val, GRPCError):
+            await finish(self, exc_val.status, exc_val.message, exc_val.details)
+        elif isinstance(exc_val, Exception):
+            await finish(self, Status.UNKNOWN, "Internal Server Error")
+        else:
+            return None
+        return True
+
+
+async def finish(
+    call: ServerCall, status: Status, message: str | None = None, details: Any = None
+) -> None:
+    """Send the trailers that end `call`, unless the stream is already done."""
+    if call._send_trailing_metadata_done or call._cancel_done or call.closed:
+        return
+    if status is Status.OK and not call._cardinality.server_streaming and not call._send_message_done:
+        log.error("%s returned without sending its one reply message", call._method_name)
+        status, message = Status.UNKNOWN, "Internal Server Error"
+    try:
+        await call.send_trailing_metadata(
+            status=status, status_message=message, status_details=details
+        )
+    except StreamTerminatedError:
+        pass
+
+
+async def run_call(call: ServerCall) -> None:
+    """Serve one call: the handler, then the trailers its outcome calls for (see the module
+    docstring); the call is released however it ends."""
+    try:
+        try:
+            call.metadata, func = await call._dispatch.recv_request(
+                call.metadata,
+                call.handler_func,
+                method_name=call._method_name,
+                deadline=call.deadline,
+                content_type=call.content_type,
+                user_agent=call.user_agent,
+                peer=call.peer,
+            )
+            await func(call)
+        except GRPCError as error:
+            await finish(call, error.status, error.message, error.details)
+        except asyncio.CancelledError:
+            if call.deadline_hit:
+                await finish(call, Status.DEADLINE_EXCEEDED, "deadline exceeded")
+            elif call.shutting_down:
+                await finish(call, Status.UNAVAILABLE, "the server is shutting down")
+            elif not call.closed:
+                raise
+        except StreamTerminatedError:
+            pass  # the client went away: nobody to answer
+        except Exception:
+            log.exception("%s failed", call._method_name)
+            await finish(call, Status.UNKNOWN, "Internal Server Error")
+        else:
+            await finish(call, Status.OK)
+    finally:
+        call.release()
