@@ -30,15 +30,20 @@ def greeting_for(name: str) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """How much one call may ask for; each breach names its limit in the error."""
+    """How much one call may ask for; each breach names its limit in the error.
+
+    None: no limit (the default for the count limits, as in the original Go service, whose
+    calls are bounded by the message size, deadlines and cancellation only).
+    """
 
     max_name_chars: int = 1024
-    max_names_per_list: int = 100_000
-    max_messages_per_stream: int = 1_000_000
+    max_names_per_list: int | None = None
+    max_messages_per_stream: int | None = None
 
     def __post_init__(self) -> None:
         for field_name in ("max_name_chars", "max_names_per_list", "max_messages_per_stream"):
-            if getattr(self, field_name) < 1:
+            value = getattr(self, field_name)
+            if value is not None and value < 1:
                 raise ValueError(f"{field_name} must be at least 1")
 
 
@@ -53,7 +58,7 @@ def check_name(name: str, limits: Limits) -> None:
 
 def check_names(names: Sequence[str], limits: Limits) -> None:
     """Raise when a names list is too long or holds a name that is too long."""
-    if len(names) > limits.max_names_per_list:
+    if limits.max_names_per_list is not None and len(names) > limits.max_names_per_list:
         raise LimitExceeded(
             f"{len(names)} names in one list; the limit (max_names_per_list) is "
             f"{limits.max_names_per_list}"
@@ -64,7 +69,7 @@ def check_names(names: Sequence[str], limits: Limits) -> None:
 
 def check_stream_length(count: int, limits: Limits) -> None:
     """Raise LimitExceeded once a client stream has sent more messages than allowed."""
-    if count > limits.max_messages_per_stream:
+    if limits.max_messages_per_stream is not None and count > limits.max_messages_per_stream:
         raise LimitExceeded(
             f"more than {limits.max_messages_per_stream} messages in one stream; the limit "
             "(max_messages_per_stream) was reached"
