@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from greet.server.config import (
     parse_config,
 )
 from greet.server.settings import Number
+from greet.server.supervisor import MAX_WORKERS_PER_CPU, worker_count
 from greet.tls import TLSFileError, client_ssl_context, server_ssl_context
 
 HINT = "Try 'python -m greet.server --help' for more information."
@@ -460,3 +462,14 @@ def test_tls_file_errors_from_code_name_the_file_and_its_role(files: Files, tmp_
     with pytest.raises(TLSFileError, match="is encrypted"):
         client_ssl_context(files.ca, files.cert, files.encrypted_key)
     assert isinstance(caught.value, OSError)  # where callers already catch OSError
+
+
+# --- --workers -----------------------------------------------------------------------------------
+
+
+def test_workers_are_capped_at_four_per_cpu() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert MAX_WORKERS_PER_CPU == 4
+    assert worker_count(ServerConfig(workers=500)) == 4 * cpus
+    assert worker_count(ServerConfig(workers=4 * cpus)) == 4 * cpus
+    assert worker_count(ServerConfig(workers=0)) == cpus
