@@ -177,4 +177,4 @@ async def test_missing_token_file_stops_the_server_from_starting(tmp_path: Path)
     with pytest.raises(RuntimeError, match="exited before"):
         await process.start()
     assert await process.wait() != 0
-    assert any("cannot serve" in line and "absent" in line for line in process.log_lines)
+    assert any("--auth-token-file" in line and "absent" in line for line in process.log_lines)

@@ -219,9 +219,12 @@ async def test_port_held_by_another_program_is_a_one_line_error(tmp_path: Path) 
 
 
 async def test_workers_that_cannot_start_make_the_supervisor_give_up(tmp_path: Path) -> None:
-    missing = str(tmp_path / "missing.pem")
+    # Workers record metrics into PROMETHEUS_MULTIPROC_DIR when it is set: a missing one makes
+    # each fail as it starts. (Missing files named by flags stop the server before any worker.)
     server = ServerProcess(
-        ["--workers", "2", "--tls-cert", missing, "--tls-key", missing], cwd=str(tmp_path)
+        ["--workers", "2"],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "missing")},
+        cwd=str(tmp_path),
     )
     with pytest.raises(RuntimeError, match="exited before"):
         await server.start()

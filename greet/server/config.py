@@ -1,204 +1,315 @@
-"""Server settings: one frozen dataclass, filled from command-line flags and GREET_* variables.
+"""Server settings: one frozen dataclass whose fields declare the flags and GREET_* variables.
 
-Every flag `--some-flag` also reads the environment variable `GREET_SOME_FLAG`; a flag given on the
-command line wins over the variable, and the variable over the default.
+Each field below is the one declaration of its setting: type, default, allowed values, help, and
+the flag `--field-name` (or the one given), which also reads `GREET_FIELD_NAME`. A flag given on
+the command line wins over the variable, and the variable over the default. The parser, the
+environment and the checks are derived from these fields (greet.server.settings).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import greet
 from greet.greeting import Limits
+from greet.server.settings import (
+    Choice,
+    ConfigError,
+    Declaration,
+    FilePath,
+    Integer,
+    Number,
+    SettingsParser,
+    Switch,
+    Text,
+    add_arguments,
+    build,
+    check_values,
+    env_name,
+    read_environment,
+    setting,
+    settings_group,
+    settings_of,
+)
+from greet.tls import TLSFileError, server_ssl_context
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServerConfig", "build_parser", "parse_config"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "SETTINGS",
+    "ConfigError",
+    "ServerConfig",
+    "build_parser",
+    "check_files",
+    "env_name",
+    "parse_config",
+    "program_name",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 MIB = 1024 * 1024
 
+PORT = Integer(0, 65535, metavar="PORT")
+SECONDS = Number(0.0)
+"""Zero or more seconds."""
+POSITIVE_SECONDS = Number(0.0, exclusive=True)
+HTTP2_ENGINES = ("nghttp2", "h2")
+
+SERVING = "serving"
+LIMITS = "limits (calls over one get RESOURCE_EXHAUSTED or INVALID_ARGUMENT)"
+HTTP2 = "HTTP/2"
+CONNECTIONS = "keepalive and connection lifetime"
+SECURITY = "TLS and bearer tokens"
+BACKEND = "backend"
+OBSERVABILITY = "metrics and logs"
+
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Everything `python -m greet.server` can be told."""
+    """Everything `python -m greet.server` can be told (see the module docstring)."""
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    workers: int = 1
-    grace: float = 10.0
-    max_message_bytes: int = 4 * MIB
-    limits: Limits = field(default_factory=Limits)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    auth_token_file: Path | None = None
-    metrics_port: int | None = None
-    work_delay: float = 0.0
-    cache_size: int = 0
-    cache_ttl: float = 60.0
-    log_format: str = "text"
-    access_log: bool = False
+    host: str = setting(DEFAULT_HOST, Text("HOST"), "address to listen on", section=SERVING)
+    port: int = setting(DEFAULT_PORT, PORT, "port, 0 for any free one", section=SERVING)
+    workers: int = setting(
+        1,
+        Integer(0),
+        "worker processes sharing the port; 0 = one per CPU; more than 4 per CPU are capped",
+        section=SERVING,
+    )
+    grace: float = setting(
+        10.0, SECONDS, "seconds to drain calls on SIGTERM/SIGINT", section=SERVING
+    )
+    max_message_bytes: int = setting(
+        4 * MIB,
+        Integer(1, metavar="BYTES"),
+        "largest request message; larger ones get RESOURCE_EXHAUSTED",
+        default_text="4 MiB",
+        section=LIMITS,
+    )
+    # The domain's limits: their defaults are Limits's (None: no limit, as in the original).
+    limits: Limits = settings_group(
+        Limits,
+        {
+            "max_name_chars": Declaration(
+                Integer(1),
+                "longest name, characters",
+                unset_text="no limit",
+                section=LIMITS,
+            ),
+            "max_names_per_list": Declaration(
+                Integer(1),
+                "names per NamesList",
+                unset_text="no limit",
+                section=LIMITS,
+            ),
+            "max_messages_per_stream": Declaration(
+                Integer(1),
+                "messages per client stream",
+                unset_text="no limit",
+                section=LIMITS,
+            ),
+        },
+    )
+    tls_cert: Path | None = setting(
+        None, FilePath(), "PEM certificate chain; serves TLS with --tls-key", section=SECURITY
+    )
+    tls_key: Path | None = setting(None, FilePath(), "PEM private key", section=SECURITY)
+    tls_client_ca: Path | None = setting(
+        None,
+        FilePath(),
+        "PEM CA bundle; require client certificates issued by it",
+        section=SECURITY,
+    )
+    auth_token_file: Path | None = setting(
+        None,
+        FilePath(),
+        "bearer tokens, one per line (re-read on SIGHUP)",
+        section=SECURITY,
+    )
+    metrics_port: int | None = setting(
+        None, PORT, "serve Prometheus metrics on HTTP /metrics", section=OBSERVABILITY
+    )
+    work_delay: float = setting(
+        0.0, SECONDS, "simulated backend seconds per greeting", section=BACKEND
+    )
+    cache_size: int = setting(
+        0, Integer(0), "greetings kept in the cache", default_text="0, no cache", section=BACKEND
+    )
+    cache_ttl: float = setting(
+        60.0, SECONDS, "seconds a cached greeting stays valid", section=BACKEND
+    )
+    log_format: str = setting(
+        "text", Choice(("text", "json")), "log line format", section=OBSERVABILITY
+    )
+    access_log: bool = setting(False, Switch(), "log one line per call", section=OBSERVABILITY)
+    http2_engine: str | None = setting(
+        None,
+        Choice(HTTP2_ENGINES),
+        "HTTP/2 implementation: libnghttp2 (ngh2) or pure-Python h2",
+        unset_text="nghttp2 if the ngh2 package imports, else h2",
+        section=HTTP2,
+    )
+    max_concurrent_streams: int = setting(
+        100,
+        Integer(1, 2**31 - 1),
+        "calls one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)",
+        section=HTTP2,
+    )
+    max_header_list_bytes: int = setting(
+        64 * 1024,
+        Integer(1024, 1 << 20, metavar="BYTES"),
+        "largest header list (metadata) of a call (SETTINGS_MAX_HEADER_LIST_SIZE)",
+        section=HTTP2,
+    )
+    max_resets_per_second: float = setting(
+        33.0,
+        Number(0.0, exclusive=True, metavar="RATE"),
+        "streams a client may reset per second, on average, before its connection is closed "
+        "(rapid reset)",
+        section=HTTP2,
+    )
+    reset_burst: int = setting(
+        1000, Integer(1), "resets allowed at once above --max-resets-per-second", section=HTTP2
+    )
+    compression: str | None = setting(
+        None,
+        Choice(("gzip", "identity")),
+        "compress replies with this encoding",
+        unset_text="none",
+        section=HTTP2,
+    )
+    keepalive_time: float = setting(
+        7200.0,
+        POSITIVE_SECONDS,
+        "seconds idle before the server pings the client",
+        section=CONNECTIONS,
+    )
+    keepalive_timeout: float = setting(
+        20.0,
+        POSITIVE_SECONDS,
+        "seconds to wait for a ping's answer before closing the connection",
+        section=CONNECTIONS,
+    )
+    keepalive_min_time: float = setting(
+        300.0,
+        POSITIVE_SECONDS,
+        "least seconds between client pings the server accepts",
+        section=CONNECTIONS,
+    )
+    keepalive_permit_without_calls: bool = setting(
+        False,
+        Switch(),
+        "accept client pings on connections without calls",
+        section=CONNECTIONS,
+    )
+    max_connection_idle: float | None = setting(
+        None,
+        POSITIVE_SECONDS,
+        "seconds without calls after which a connection is closed with GOAWAY",
+        unset_text="never",
+        section=CONNECTIONS,
+    )
+    max_connection_age: float | None = setting(
+        None,
+        POSITIVE_SECONDS,
+        "seconds after which a connection is closed with GOAWAY",
+        unset_text="never",
+        section=CONNECTIONS,
+    )
+    max_connection_age_grace: float | None = setting(
+        None,
+        POSITIVE_SECONDS,
+        "seconds the calls of a connection closed for its age may still take",
+        unset_text="no end",
+        section=CONNECTIONS,
+    )
+    handshake_timeout: float = setting(
+        20.0,
+        POSITIVE_SECONDS,
+        "seconds a new connection has for the TLS handshake and the HTTP/2 preface",
+        section=CONNECTIONS,
+    )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be 0..65535, not {self.port}")
-        if self.workers < 0:
-            raise ValueError("workers must be 0 (one per CPU) or more")
-        if self.grace < 0:
-            raise ValueError("grace must not be negative")
-        if self.max_message_bytes < 1:
-            raise ValueError("max_message_bytes must be at least 1")
+        check_values(self)
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("--tls-cert and --tls-key go together")
+            raise ConfigError("--tls-cert and --tls-key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
-            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
-        if self.work_delay < 0:
-            raise ValueError("work_delay must not be negative")
-        if self.cache_size < 0 or self.cache_ttl < 0:
-            raise ValueError("cache size and TTL must not be negative")
-        if self.log_format not in ("text", "json"):
-            raise ValueError("log_format is text or json")
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+        if self.metrics_port not in (None, 0) and self.metrics_port == self.port:
+            raise ConfigError(f"--metrics-port and --port are both {self.port}")
 
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
 
 
-def env_name(flag: str) -> str:
-    """`--max-message-bytes` -> `GREET_MAX_MESSAGE_BYTES`."""
-    return "GREET_" + flag.lstrip("-").replace("-", "_").upper()
+SETTINGS = settings_of(ServerConfig)
+FLAGS = {item.name: item.flag for item in SETTINGS if item.group is None}
+
+TLS_FILE_FIELDS = {"cert": "tls_cert", "key": "tls_key", "client_ca": "tls_client_ca"}
+"""server_ssl_context's parameter (TLSFileError.role) -> the ServerConfig field."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m greet.server",
-        description="Serve greet_service.GreetService over gRPC. "
-        "Every flag also reads GREET_<FLAG> (e.g. GREET_PORT).",
+def check_files(config: ServerConfig) -> None:
+    """ConfigError naming the flag and the file when a file setting cannot be read, the token
+    file is not UTF-8, or the TLS files do not make a certificate chain, its key and a CA bundle.
+    """
+    for item in SETTINGS:
+        path = getattr(config, item.name) if item.group is None else None
+        if not isinstance(item.kind, FilePath) or path is None:
+            continue
+        if (problem := item.kind.file_problem(path)) is not None:
+            raise ConfigError(f"{item.flag} {path}: {problem}")
+    if config.auth_token_file is not None:
+        try:
+            config.auth_token_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            flag = FLAGS["auth_token_file"]
+            raise ConfigError(f"{flag} {config.auth_token_file}: is not UTF-8 text") from None
+    if config.tls_cert is not None and config.tls_key is not None:
+        try:
+            server_ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca)
+        except TLSFileError as error:
+            flag = FLAGS[TLS_FILE_FIELDS[error.role]]
+            raise ConfigError(f"{flag} {error.path}: {error.problem}") from None
+
+
+def program_name() -> str:
+    """How the server was started, for messages: `greet-server` or `python -m greet.server`."""
+    invoked = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "greet-server" if invoked == "greet-server" else "python -m greet.server"
+
+
+def build_parser() -> SettingsParser:
+    parser = SettingsParser(
+        prog=program_name(),
+        usage="%(prog)s [options]",
+        description="Serve greet_service.GreetService over gRPC. Every flag also reads the "
+        "environment variable GREET_<FLAG> (--max-names: GREET_MAX_NAMES); the flag wins.",
     )
-    add = parser.add_argument
-    add("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
-    add("--port", type=int, default=DEFAULT_PORT, help="port, 0 for any (default %(default)s)")
-    add(
-        "--workers",
-        type=int,
-        default=1,
-        help="worker processes sharing the port; 0 = one per CPU (default %(default)s)",
-    )
-    add(
-        "--grace",
-        type=float,
-        default=10.0,
-        help="seconds to drain calls on SIGTERM/SIGINT (default %(default)s)",
-    )
-    add(
-        "--max-message-bytes",
-        type=int,
-        default=4 * MIB,
-        help="largest request message; larger ones get RESOURCE_EXHAUSTED (default 4 MiB)",
-    )
-    add(
-        "--max-name-chars",
-        type=int,
-        default=Limits.max_name_chars,
-        help="longest name, characters (default %(default)s)",
-    )
-    add(
-        "--max-names",
-        type=int,
-        default=Limits.max_names_per_list,
-        help="names per NamesList (default %(default)s)",
-    )
-    add(
-        "--max-stream-messages",
-        type=int,
-        default=Limits.max_messages_per_stream,
-        help="messages per client stream (default %(default)s)",
-    )
-    add("--tls-cert", type=Path, help="PEM certificate chain; serves TLS with --tls-key")
-    add("--tls-key", type=Path, help="PEM private key")
-    add("--tls-client-ca", type=Path, help="PEM CA bundle; require client certificates from it")
-    add("--auth-token-file", type=Path, help="bearer tokens, one per line (re-read on SIGHUP)")
-    add("--metrics-port", type=int, help="serve Prometheus metrics on HTTP /metrics")
-    add(
-        "--work-delay",
-        type=float,
-        default=0.0,
-        help="simulated backend seconds per greeting (default %(default)s)",
-    )
-    add(
-        "--cache-size",
-        type=int,
-        default=0,
-        help="greetings kept in the cache (default 0: no cache)",
-    )
-    add(
-        "--cache-ttl",
-        type=float,
-        default=60.0,
-        help="seconds a cached greeting stays valid (default %(default)s)",
-    )
-    add(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="log line format (default %(default)s)",
-    )
-    add(
-        "--access-log",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="log one line per call (default off)",
-    )
+    parser.add_argument("--version", action="version", version=f"greet-server {greet.__version__}")
+    add_arguments(parser, SETTINGS)
     return parser
-
-
-def apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Make GREET_<FLAG> variables the defaults of their flags."""
-    for action in parser._actions:
-        flags = [flag for flag in action.option_strings if flag.startswith("--")]
-        if not flags or action.dest == "help":
-            continue
-        value = environ.get(env_name(flags[0]))
-        if value is None:
-            continue
-        if isinstance(action, argparse.BooleanOptionalAction):
-            action.default = value.strip().lower() in ("1", "true", "yes", "on")
-        else:
-            action.default = value  # argparse converts string defaults with the flag's type
 
 
 def parse_config(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> ServerConfig:
-    """Flags and environment -> ServerConfig; exits with a usage message on bad input."""
+    """Flags and environment -> ServerConfig, with its files checked; on bad input, exits with
+    status 2 after one error line (naming the flag, the variable or the file) and a --help hint.
+    """
     parser = build_parser()
-    apply_environment(parser, os.environ if environ is None else environ)
-    args = parser.parse_args(argv)
+    given = vars(parser.parse_args(argv))
     try:
-        return ServerConfig(
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            grace=args.grace,
-            max_message_bytes=args.max_message_bytes,
-            limits=Limits(
-                max_name_chars=args.max_name_chars,
-                max_names_per_list=args.max_names,
-                max_messages_per_stream=args.max_stream_messages,
-            ),
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            tls_client_ca=args.tls_client_ca,
-            auth_token_file=args.auth_token_file,
-            metrics_port=args.metrics_port,
-            work_delay=args.work_delay,
-            cache_size=args.cache_size,
-            cache_ttl=args.cache_ttl,
-            log_format=args.log_format,
-            access_log=args.access_log,
-        )
-    except ValueError as error:
+        values = read_environment(SETTINGS, os.environ if environ is None else environ, skip=given)
+        config = build(ServerConfig, {**values, **given})
+        check_files(config)
+    except ConfigError as error:
         parser.error(str(error))
+    return config

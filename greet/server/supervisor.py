@@ -13,6 +13,8 @@ The supervisor (the `python -m greet.server` process itself) does not serve gRPC
    workers that die before they ever serve (a broken config would otherwise spin);
 4. on SIGTERM/SIGINT forwards SIGTERM to every worker, each of which drains its calls for up to
    `--grace` seconds, and exits 0 once all have exited (SIGKILL after grace + a margin).
+   Workers ignore SIGINT themselves, so a terminal's Ctrl-C, which reaches every process of the
+   group, is one graceful stop (see greet.server.worker_processes).
 
 Why one socket per worker rather than one inherited socket: with SO_REUSEPORT the Linux kernel
 hashes each new connection to one of the listening sockets, so connections (and with HTTP/2, the
@@ -52,8 +54,14 @@ from greet.metrics import (
 from greet.server.app import GreetServer, format_address
 from greet.server.config import ServerConfig
 from greet.server.run import configure_logging, run_event_loop, serve
+from greet.server.worker_processes import (
+    MAX_WORKERS_PER_CPU,
+    available_cpus,
+    children_ignore_sigint,
+    worker_count,
+)
 
-__all__ = ["Supervisor", "supervise", "worker_count"]
+__all__ = ["MAX_WORKERS_PER_CPU", "Supervisor", "supervise", "worker_count"]
 
 log = logging.getLogger("greet.server")
 
@@ -65,16 +73,6 @@ KILL_MARGIN = 5.0
 MAX_STARTUP_FAILURES = 5
 """Replacements in a row that die before serving; then the supervisor gives up (exit 1)."""
 FIRST_BACKOFF, MAX_BACKOFF = 0.1, 2.0
-
-
-def worker_count(config: ServerConfig) -> int:
-    """`--workers`, with 0 meaning one per CPU this process may run on."""
-    if config.workers > 0:
-        return config.workers
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def listen_address(host: str, port: int) -> tuple[socket.AddressFamily, SockAddr]:
@@ -124,6 +122,7 @@ class WorkerSpec:
 
 def run_worker(spec: WorkerSpec, channel: Connection) -> None:
     """The worker process: serve on an own SO_REUSEPORT socket until SIGTERM."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # see children_ignore_sigint
     configure_logging(spec.config)  # a spawned process starts without the parent's set-up
 
     def ready(server: GreetServer) -> None:
@@ -216,6 +215,14 @@ class Supervisor:
             with self._signal_handlers():
                 if self.config.metrics_port is not None:
                     self.metrics_dir = prepare_multiprocess_dir()
+                if self.count < self.config.workers:
+                    log.warning(
+                        "--workers %d is more than %d per CPU (%d CPUs); starting %d",
+                        self.config.workers,
+                        MAX_WORKERS_PER_CPU,
+                        available_cpus(),
+                        self.count,
+                    )
                 log.info("starting %d workers on %s", self.count, self.target)
                 slots = [asyncio.create_task(self._keep_slot(spec)) for spec in specs]
                 await self._first(self._all_ready, self._failed, self._stop_requested)
@@ -286,7 +293,8 @@ class Supervisor:
         process = self._context.Process(
             target=run_worker, args=(spec, theirs), name=f"greet-worker-{spec.slot}"
         )
-        process.start()
+        with children_ignore_sigint():
+            process.start()
         theirs.close()  # the child holds its end; ours sees EOF when the child is gone
         worker = Worker(spec.slot, process, ours)
         self.workers[spec.slot] = worker
