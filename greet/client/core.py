@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 
-from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.metadata import Deadline
@@ -34,6 +33,10 @@ from greet.client.resolver import Resolve, resolve_dns
 from greet.client.retry import RetryBudget, RetryPolicy
 from greet.client.targets import Endpoint, Target, parse_target_spec
 from greet.errors import RpcError
+from greet.transport.channel import Channel
+from greet.transport.config import ChannelConfig
+from greet.transport.engine import ErrorCode
+from greet.transport.errors import StreamReset
 
 __all__ = ["GreetClient", "NameOrRequest", "Requests"]
 
@@ -45,6 +48,14 @@ BIDI_STREAMING = SERVICE + "SayHelloBidirectionalStreaming"
 
 CALL_ERRORS = (GRPCError, StreamTerminatedError, OSError)  # asyncio.TimeoutError is an OSError
 
+RESET_STATUS = {
+    ErrorCode.REFUSED_STREAM: Status.UNAVAILABLE,
+    ErrorCode.CANCEL: Status.CANCELLED,
+    ErrorCode.ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED,
+    ErrorCode.INADEQUATE_SECURITY: Status.PERMISSION_DENIED,
+}
+"""gRPC's mapping of a RST_STREAM error code to a status (doc/PROTOCOL-HTTP2.md); INTERNAL else."""
+
 
 def as_rpc_error(error: BaseException, state: EndpointState) -> tuple[RpcError, bool]:
     """The one place grpclib's and the socket's exceptions become RpcError.
@@ -55,12 +66,13 @@ def as_rpc_error(error: BaseException, state: EndpointState) -> tuple[RpcError, 
         return RpcError.from_grpc_error(error), False
     if isinstance(error, asyncio.TimeoutError):
         return RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded"), False
+    if isinstance(error, StreamReset):
+        # this stream only: the connection is fine (gRPC's RST_STREAM -> status mapping)
+        status = RESET_STATUS.get(error.error_code, Status.INTERNAL)
+        return RpcError(status, f"{state.name}: {error}"), False
     if isinstance(error, StreamTerminatedError):
-        # grpclib says "Stream reset by remote party" when only this stream was reset; other
-        # reasons (connection lost or closed, GOAWAY, protocol error) end the whole connection
-        connection_ended = not str(error).startswith("Stream reset")
-        message = f"{state.name}: stream terminated: {error}"
-        return RpcError(Status.UNAVAILABLE, message), connection_ended
+        # the connection ended (lost, closed, GOAWAY before the stream was served)
+        return RpcError(Status.UNAVAILABLE, f"{state.name}: stream terminated: {error}"), True
     return RpcError(Status.UNAVAILABLE, f"cannot connect to {state.name}: {error}"), True
 
 
@@ -76,8 +88,9 @@ class GreetClient:
     `backup` targets are used only while every target is down. `timeout` is the default deadline
     of each call in seconds, over all its attempts (None: no deadline); `ssl` a client SSLContext
     for TLS; `token` is sent as `authorization: Bearer <token>`; `metadata` with every call.
-    `retry` and `pool` tune retries and connections; `resolve` replaces the DNS lookup of
-    `dns:///` names. `served` counts successful calls per endpoint (`host:port`).
+    `retry` and `pool` tune retries and connections; `transport` the HTTP/2 connections (engine,
+    keepalive, handshake timeout: greet.transport.ChannelConfig); `resolve` replaces the DNS
+    lookup of `dns:///` names. `served` counts successful calls per endpoint (`host:port`).
     """
 
     def __init__(
@@ -92,6 +105,7 @@ class GreetClient:
         retry: RetryPolicy | None = None,
         pool: PoolOptions | None = None,
         resolve: Resolve = resolve_dns,
+        transport: ChannelConfig | None = None,
     ) -> None:
         primaries = split_targets(targets)
         if not primaries:
@@ -105,7 +119,12 @@ class GreetClient:
         self.retry = retry or RetryPolicy()
         self.budget = RetryBudget(self.retry.throttling)
         self.pool = EndpointPool(
-            primaries, split_targets(backup), ssl=ssl, options=pool, resolve=resolve
+            primaries,
+            split_targets(backup),
+            ssl=ssl,
+            options=pool,
+            resolve=resolve,
+            channel_config=transport,
         )
         self.served: Counter[str] = Counter()
 

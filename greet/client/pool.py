@@ -3,7 +3,7 @@
 - Targets are `host:port` endpoints or `dns:///host:port` names; a name stands for every address
   it resolves to and is resolved again every `PoolOptions.resolve_interval` seconds (addresses that
   appear are added, addresses that disappear are dropped).
-- Each endpoint has `connections_per_endpoint` HTTP/2 connections (grpclib Channels, opened on
+- Each endpoint has `connections_per_endpoint` HTTP/2 connections (greet.transport Channels, opened on
   first use); calls go round-robin over the healthy endpoints and, within an endpoint, over its
   connections.
 - An endpoint whose connection fails (refused, reset, GOAWAY) is taken out at once; a background
@@ -22,12 +22,10 @@ import ssl as ssl_module
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from grpclib.client import Channel
-from grpclib.config import Configuration
-
 from greet.client.resolver import Resolve, resolve_dns
 from greet.client.targets import DnsName, Endpoint, Target
-from greet.workarounds import install_goaway_tolerance
+from greet.transport.channel import Channel
+from greet.transport.config import ChannelConfig
 
 __all__ = ["EndpointPool", "EndpointState", "PoolOptions"]
 
@@ -103,11 +101,13 @@ class EndpointPool:
         ssl: ssl_module.SSLContext | None = None,
         options: PoolOptions | None = None,
         resolve: Resolve = resolve_dns,
+        channel_config: ChannelConfig | None = None,
     ) -> None:
         if not primaries:
             raise ValueError("at least one target is needed")
         self.options = options or PoolOptions()
         self._ssl = ssl
+        self._channel_config = channel_config or ChannelConfig()
         self._resolve = resolve
         self._targets: list[tuple[Target, int]] = [(t, PRIMARY) for t in primaries] + [
             (t, BACKUP) for t in backups
@@ -236,19 +236,22 @@ class EndpointPool:
         )
 
     def _new_channels(self, endpoint: Endpoint) -> list[Channel]:
-        config = None
+        server_hostname = None
         if self._ssl is not None:
             names = [t.host for (t, _), eps in self._resolved.items() if endpoint in eps]
             dns_names = [n for n in names if n != endpoint.host]
             if dns_names:  # verify the certificate against the name, not the resolved address
-                config = Configuration(ssl_target_name_override=dns_names[0])
-        channels = [
-            Channel(endpoint.host, endpoint.port, ssl=self._ssl, config=config)
+                server_hostname = dns_names[0]
+        return [
+            Channel(
+                endpoint.host,
+                endpoint.port,
+                ssl=self._ssl,
+                server_hostname=server_hostname,
+                config=self._channel_config,
+            )
             for _ in range(self.options.connections_per_endpoint)
         ]
-        for channel in channels:
-            install_goaway_tolerance(channel)  # calls in flight survive a server's drain
-        return channels
 
     def close(self) -> None:
         """Close every connection and stop probing and resolving."""

@@ -6,6 +6,7 @@ import logging
 import socket
 import ssl
 from types import TracebackType
+from typing import cast
 
 from greet.auth import BearerTokenAuth, TokenFile
 from greet.cache import CachedGreeter
@@ -17,7 +18,13 @@ from greet.reflection import with_reflection
 from greet.server.config import ServerConfig
 from greet.service import GreetService
 from greet.tls import server_ssl_context
-from greet.transport import TransportConfig, TransportServer
+from greet.transport import (
+    EngineName,
+    KeepalivePolicy,
+    TransportConfig,
+    TransportServer,
+    default_engine_name,
+)
 
 __all__ = ["GreetServer", "format_address"]
 
@@ -31,9 +38,25 @@ def format_address(host: str, port: int) -> str:
 
 def transport_config(config: ServerConfig) -> TransportConfig:
     """The transport settings of a server config."""
-    engine = getattr(config, "http2_engine", None)
-    overrides = {} if engine is None else {"engine": engine}
-    return TransportConfig(max_message_bytes=config.max_message_bytes, **overrides)
+    engine = config.http2_engine
+    return TransportConfig(
+        engine=default_engine_name() if engine is None else cast(EngineName, engine),
+        max_message_bytes=config.max_message_bytes,
+        max_concurrent_streams=config.max_concurrent_streams,
+        max_header_list_bytes=config.max_header_list_bytes,
+        handshake_timeout=config.handshake_timeout,
+        keepalive=KeepalivePolicy(
+            time=config.keepalive_time,
+            timeout=config.keepalive_timeout,
+            min_time=config.keepalive_min_time,
+            permit_without_calls=config.keepalive_permit_without_calls,
+        ),
+        max_connection_idle=config.max_connection_idle,
+        max_connection_age=config.max_connection_age,
+        max_connection_age_grace=config.max_connection_age_grace,
+        max_resets_per_second=config.max_resets_per_second,
+        reset_burst=config.reset_burst,
+    )
 
 
 class GreetServer:

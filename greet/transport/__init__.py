@@ -13,10 +13,15 @@
     server_stream.py      ServerCall (a grpclib.server.Stream) and the call runner
     server_connection.py  one server connection: calls, limits, drain
     server.py             TransportServer (a grpclib.server.Server): connections, shutdown
-    config.py             TransportConfig, KeepalivePolicy
+    client_stream.py      ClientStream (a grpclib.client.Stream)
+    client_connection.py  one client connection: streams, GOAWAY, keepalive, handshake
+    channel.py            Channel (a grpclib.client.Channel) on the engine of choice
+    errors.py             how a client stream ends badly, as types
+    config.py             TransportConfig, KeepalivePolicy, ChannelConfig, ClientKeepalive
 """
 
-from greet.transport.config import KeepalivePolicy, TransportConfig
+from greet.transport.channel import Channel
+from greet.transport.config import ChannelConfig, ClientKeepalive, KeepalivePolicy, TransportConfig
 from greet.transport.engine import (
     ENGINE_NAMES,
     EngineName,
@@ -27,6 +32,9 @@ from greet.transport.server import TransportServer
 
 __all__ = [
     "ENGINE_NAMES",
+    "Channel",
+    "ChannelConfig",
+    "ClientKeepalive",
     "EngineName",
     "KeepalivePolicy",
     "TransportConfig",

@@ -1,0 +1,362 @@
+"""ClientConnection: one client-side HTTP/2 connection, on the engine its ChannelConfig names.
+
+It opens streams for calls (greet.transport.client_stream), waits for a free stream when the
+server's MAX_CONCURRENT_STREAMS is reached, and ends calls with a typed error
+(greet.transport.errors) when their stream or the connection goes:
+- a GOAWAY is "no new streams here": calls the server accepted (id <= last stream id) finish,
+  calls above it fail with NotProcessed (safe to retry), and the connection closes once its last
+  call is done - so a server's graceful drain loses no call in flight;
+- a connection that sends nothing within the handshake timeout, or closes before its SETTINGS,
+  fails the connect with HandshakeFailed, whose message names the likely cause (not HTTP/2, or
+  TLS expected);
+- client keepalive (ClientKeepalive): pings after a quiet period, closes on a missing answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING, cast
+
+from greet.transport.config import ChannelConfig
+from greet.transport.engine import EngineFailure, ErrorCode, Headers, new_engine
+from greet.transport.errors import (
+    ConnectionLost,
+    HandshakeFailed,
+    NotProcessed,
+    StreamRefused,
+    StreamReset,
+)
+from greet.transport.writes import WriteBatcher
+
+if TYPE_CHECKING:
+    from grpclib.exceptions import StreamTerminatedError
+
+    from greet.transport.client_stream import ClientStream
+
+__all__ = ["ClientConnection"]
+
+log = logging.getLogger("greet.client")
+
+WRITE_BUFFER_HIGH = 256 * 1024
+
+
+class ClientConnection(asyncio.Protocol):
+    """One connection of a Channel (see the module docstring)."""
+
+    def __init__(self, config: ChannelConfig, *, tls: bool, target: str) -> None:
+        self.config = config
+        self.tls = tls
+        self.target = target
+        self.streams: dict[int, ClientStream] = {}
+        self.stream_send_buffer = config.stream_send_buffer
+        self.send_blocked = False
+        self.goaway_received = False
+        self.closed = False
+        self._transport: asyncio.Transport | None = None
+        self._write_paused = False
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters: list[asyncio.Future[None]] = []
+        self._writers: set[ClientStream] = set()
+        self._last_read = 0.0
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._keepalive_deadline: asyncio.TimerHandle | None = None
+        self._too_many_pings = False
+
+    # -- connecting --------------------------------------------------------------------------
+
+    async def handshake(self) -> None:
+        """Wait for the server's SETTINGS (the end of the HTTP/2 preface)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), self.config.handshake_timeout)
+        except asyncio.TimeoutError:
+            self.close()
+            hint = "" if self.tls else " (if it serves TLS, connect with TLS)"
+            raise HandshakeFailed(
+                f"{self.target} sent no HTTP/2 settings within "
+                f"{self.config.handshake_timeout:g}s: not a gRPC server?{hint}"
+            ) from None
+
+    @property
+    def usable(self) -> bool:
+        """New calls may start here."""
+        return not self.closed and not self.goaway_received
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.engine = new_engine(
+            self.config.engine, client=True, limits=self.config.engine_limits(), events=self
+        )
+        self.writes = WriteBatcher(loop, self._flush)
+        self.engine.initiate()
+        self._flush()
+        self._last_read = loop.time()
+        if self.config.keepalive.time is not None:
+            self._keepalive = loop.call_later(self.config.keepalive.time, self._keepalive_due)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = self.loop.time()
+        try:
+            self.engine.receive(data)
+        except EngineFailure as failure:
+            log.info("HTTP/2 error from %s: %s", self.target, failure.message)
+            transport = self._transport
+            if transport is not None and failure.goaway_queued:
+                transport.write(self.engine.data_to_send())
+            self._lost(f"HTTP/2 error: {failure.message}")
+            return
+        self.writes.now()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self.send_blocked = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_send_blocked()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self._ready.done():
+            reason = f": {exc}" if exc else ""
+            hint = (
+                ""
+                if self.tls
+                else "; if the server serves TLS, connect with TLS (--tls-ca)"
+            )
+            self._ready.set_exception(
+                HandshakeFailed(
+                    f"{self.target} closed the connection before HTTP/2 started{reason}{hint}"
+                )
+            )
+            self._ready.exception()  # retrieved: whoever awaits it gets it too
+        self._lost(f"connection lost{': ' + str(exc) if exc else ''}")
+
+    def _lost(self, reason: str) -> None:
+        self.closed = True
+        self._stop_keepalive()
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            stream.terminate(ConnectionLost(f"{self.target}: {reason}"))
+        self._wake_slots()
+        for writer in self._writers:
+            writer.writable()
+        self._writers.clear()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def close(self) -> None:
+        """Close the connection; its calls fail with ConnectionLost."""
+        if self._transport is not None and not self._transport.is_closing():
+            if not self.closed:
+                try:
+                    self.engine.goaway(ErrorCode.NO_ERROR, 0)
+                    self._flush()
+                except Exception:  # the engine may have failed already
+                    log.debug("no GOAWAY on close", exc_info=True)
+            self._transport.close()
+        self._lost("closed by the client")
+
+    # -- streams -----------------------------------------------------------------------------
+
+    async def stream_slot(self) -> None:
+        """Wait until the server's MAX_CONCURRENT_STREAMS lets another stream open."""
+        while self.usable and len(self.streams) >= self.engine.peer_max_concurrent_streams:
+            waiter = self.loop.create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._slot_waiters:
+                    self._slot_waiters.remove(waiter)
+
+    def _wake_slots(self) -> None:
+        waiters, self._slot_waiters = self._slot_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def open_stream(self, stream: ClientStream, headers: Headers, end_stream: bool) -> int:
+        stream_id = self.engine.send_request(headers, end_stream=end_stream)
+        self.streams[stream_id] = stream
+        self.writes.request()
+        return stream_id
+
+    def forget(self, stream: ClientStream) -> None:
+        """The call is over: reset its stream if it is still open, drop it."""
+        stream_id = stream.stream_id
+        if self.streams.pop(stream_id, None) is not None:
+            if self.engine.is_stream_open(stream_id):
+                self.engine.reset_stream(stream_id, ErrorCode.CANCEL)
+                self.writes.request()
+            self._after_stream()
+        self.acknowledge(stream)
+
+    def _after_stream(self) -> None:
+        self._wake_slots()
+        if self.goaway_received and not self.streams:
+            self.close()
+
+    def acknowledge(self, stream: ClientStream) -> None:
+        if stream.unacked and not self.closed:
+            self.engine.acknowledge(stream.stream_id, stream.unacked)
+            stream.unacked = 0
+            self.writes.request()
+
+    def sent(self) -> None:
+        self.writes.request()
+
+    def wait_writable(self, stream: ClientStream) -> None:
+        self._writers.add(stream)
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        data = self.engine.data_to_send()
+        if data:
+            transport.write(data)
+        if self._writers or self.send_blocked:
+            self._update_send_blocked()
+
+    def _update_send_blocked(self) -> None:
+        engine = self.engine
+        blocked = self._write_paused or engine.queued_total() > self.config.connection_send_buffer
+        self.send_blocked = blocked
+        if self._writers and not blocked:
+            ready = [w for w in self._writers if engine.queued(w.stream_id) <= self.stream_send_buffer]
+            for writer in ready:
+                self._writers.discard(writer)
+                writer.writable()
+
+    # -- keepalive ---------------------------------------------------------------------------
+
+    def _keepalive_due(self) -> None:
+        keepalive = self.config.keepalive
+        assert keepalive.time is not None
+        interval = keepalive.time * (2 if self._too_many_pings else 1)
+        quiet = self.loop.time() - self._last_read
+        if quiet < interval or (not self.streams and not keepalive.permit_without_calls):
+            self._keepalive = self.loop.call_later(max(interval - quiet, 0.05), self._keepalive_due)
+            return
+        self.engine.ping(b"greet-kc")
+        self.writes.request()
+        if self._keepalive_deadline is None:
+            self._keepalive_deadline = self.loop.call_later(
+                keepalive.timeout, self._keepalive_expired
+            )
+        self._keepalive = self.loop.call_later(interval, self._keepalive_due)
+
+    def _keepalive_expired(self) -> None:
+        self._keepalive_deadline = None
+        log.info("%s did not answer a keepalive ping: closing the connection", self.target)
+        self._lost(
+            f"keepalive ping not answered within {self.config.keepalive.timeout:g}s"
+        )
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _stop_keepalive(self) -> None:
+        for handle in (self._keepalive, self._keepalive_deadline):
+            if handle is not None:
+                handle.cancel()
+        self._keepalive = self._keepalive_deadline = None
+
+    # -- EngineEvents ------------------------------------------------------------------------
+
+    def on_settings(self) -> None:
+        if not self._ready.done():
+            self._ready.set_result(None)
+        self._wake_slots()  # MAX_CONCURRENT_STREAMS may have grown
+
+    def on_response(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            stream.got_headers(headers, end_stream)
+
+    def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self.engine.acknowledge(stream_id, len(data))
+            return
+        stream.feed(data, end_stream)
+
+    def on_trailers(self, stream_id: int, headers: Headers) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            stream.got_trailers(headers)
+
+    def on_stream_reset(self, stream_id: int, error_code: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        error: StreamTerminatedError
+        if error_code == ErrorCode.REFUSED_STREAM:
+            error = StreamRefused(error_code, f"{self.target} refused the stream (REFUSED_STREAM)")
+        else:
+            error = StreamReset(
+                error_code, f"{self.target} reset the stream ({_code_name(error_code)})"
+            )
+        stream.terminate(error)
+        self.acknowledge(stream)
+        self._after_stream()
+
+    def on_stream_closed(self, stream_id: int, error_code: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            stream.stream_closed(error_code)
+            self._after_stream()
+
+    def on_window_update(self, stream_id: int) -> None:
+        if self._writers:
+            self.writes.request()
+
+    def on_ping(self) -> None:
+        pass  # the engine answers
+
+    def on_ping_ack(self, payload: bytes) -> None:
+        if self._keepalive_deadline is not None:
+            self._keepalive_deadline.cancel()
+            self._keepalive_deadline = None
+
+    def on_goaway(self, last_stream_id: int, error_code: int, debug: bytes) -> None:
+        self.goaway_received = True
+        if error_code == ErrorCode.ENHANCE_YOUR_CALM and debug == b"too_many_pings":
+            self._too_many_pings = True
+            log.warning("%s: too many pings; keepalive time doubled", self.target)
+        for stream_id, stream in list(self.streams.items()):
+            if stream_id > last_stream_id:
+                self.streams.pop(stream_id)
+                stream.terminate(
+                    NotProcessed(f"{self.target} is going away (GOAWAY): the call was not served")
+                )
+        if error_code != ErrorCode.NO_ERROR:
+            # An error GOAWAY ends the connection: the server closes it after this frame.
+            log.info("GOAWAY %s from %s: %r", _code_name(error_code), self.target, debug[:100])
+        self._after_stream()
+
+    def on_request(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        self.engine.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)  # servers open no streams
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return hex(code)

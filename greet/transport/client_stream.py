@@ -1,0 +1,427 @@
+"""ClientStream: one client call on greet's transport; a `grpclib.client.Stream`.
+
+`Channel.request(...)` returns one, so generated stubs (betterproto's `ServiceStub`), greet's
+client and code written for grpclib's Channel use it the grpclib way: `async with` it,
+`send_request`, `send_message(..., end=)`, `end`, `recv_initial_metadata`, `recv_message` (and
+async iteration), `recv_trailing_metadata`, `cancel`, with `initial_metadata`,
+`trailing_metadata` and `peer`. grpclib's channel events are dispatched at the same points.
+
+The stream is fed by its ClientConnection: response headers, DATA (cut into messages by a
+MessageFramer, so a reply over `max_receive_message_bytes` is RESOURCE_EXHAUSTED before its body
+is buffered), trailers, and how it ended. Its deadline is its own timer: when it fires, the stream
+is reset (CANCEL) and the waiting call raises asyncio.TimeoutError, as grpclib's does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from grpclib.client import Stream
+from grpclib.const import Cardinality, Status
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from grpclib.metadata import (
+    USER_AGENT,
+    Deadline,
+    _Metadata,
+    decode_metadata,
+    encode_metadata,
+    encode_timeout,
+)
+from multidict import MultiDict
+
+from greet.transport.engine import ErrorCode, Header, Headers
+from greet.transport.errors import StreamReset
+from greet.transport.receiving import MessageFramer
+
+if TYPE_CHECKING:
+    from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
+    from grpclib.events import _DispatchChannelEvents
+
+    from greet.transport.channel import Channel
+    from greet.transport.client_connection import ClientConnection
+
+__all__ = ["ClientStream"]
+
+CONTENT_TYPE = "application/grpc"
+USER_AGENT_HEADER = (b"user-agent", USER_AGENT.encode())
+
+
+def _text_headers(headers: Headers) -> list[tuple[str, str]]:
+    return [(name.decode("ascii"), value.decode("latin-1")) for name, value in headers]
+
+
+class ClientStream(Stream[Any, Any]):
+    """One call (see the module docstring). Made by `Channel.request`."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        method_name: str,
+        metadata: _Metadata,
+        cardinality: Cardinality,
+        send_type: type[Any],
+        recv_type: type[Any],
+        *,
+        codec: CodecBase,
+        status_details_codec: StatusDetailsCodecBase | None,
+        dispatch: _DispatchChannelEvents,
+        deadline: Deadline | None = None,
+    ) -> None:
+        super().__init__(
+            channel,
+            method_name,
+            metadata,
+            cardinality,
+            send_type,
+            recv_type,
+            codec=codec,
+            status_details_codec=status_details_codec,
+            dispatch=dispatch,
+            deadline=deadline,
+        )
+        self.channel = channel
+        self.connection: ClientConnection | None = None
+        self.stream_id = 0
+        self.framer = MessageFramer(channel.transport_config.max_receive_message_bytes)
+        self.response_headers: Headers | None = None
+        self.response_trailers: Headers | None = None
+        self.remote_ended = False
+        self.recv_error: GRPCError | None = None
+        self.failure: BaseException | None = None
+        self.unacked = 0
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._send_waiter: asyncio.Future[None] | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._released = False
+
+    # -- what the connection tells the stream ------------------------------------------------
+
+    def got_headers(self, headers: Headers, end_stream: bool) -> None:
+        if self.response_headers is None:
+            self.response_headers = headers
+            if end_stream:  # trailers-only
+                self.response_trailers = headers
+                self.remote_ended = True
+        else:  # a second HEADERS with END_STREAM: trailers
+            self.got_trailers(headers)
+            return
+        self._wake()
+
+    def feed(self, data: bytes, end_stream: bool) -> None:
+        self.unacked += len(data)
+        if self.recv_error is None:
+            try:
+                self.framer.feed(data)
+            except GRPCError as error:
+                self.recv_error = error
+                self.framer.clear()
+                self._cancel_stream()
+        if end_stream:
+            self.remote_ended = True
+        if not self.framer.messages and self.connection is not None:
+            self.connection.acknowledge(self)
+        self._wake()
+
+    def got_trailers(self, headers: Headers) -> None:
+        self.response_trailers = headers
+        self.remote_ended = True
+        self._wake()
+
+    def stream_closed(self, error_code: int) -> None:
+        if not self.remote_ended and self.failure is None:
+            self.failure = StreamReset(error_code, f"the stream closed ({ErrorCode(error_code).name})")
+        self._wake()
+
+    def terminate(self, error: StreamTerminatedError) -> None:
+        if self.failure is None:
+            self.failure = error
+        self._wake()
+
+    def writable(self) -> None:
+        waiter = self._send_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        """Something arrived or the stream ended: wake the receiving side (and the sending side,
+        which must see a failure)."""
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self.failure is not None:
+            self.writable()
+
+    def _deadline_expired(self) -> None:
+        self._deadline_timer = None
+        if self.failure is None:
+            self.failure = asyncio.TimeoutError()
+        self._cancel_stream()
+        self._wake()
+
+    def _cancel_stream(self) -> None:
+        connection = self.connection
+        if connection is not None and self.stream_id and not connection.closed:
+            connection.engine.reset_stream(self.stream_id, ErrorCode.CANCEL)
+            connection.sent()
+
+    async def _wait(self) -> None:
+        """Until the connection tells the stream something; raises how the stream failed."""
+        if self.failure is not None:
+            raise self.failure
+        waiter = self._recv_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._recv_waiter = None
+
+    async def _wait_writable(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        waiter = self._send_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._send_waiter = None
+
+    # -- grpclib.client.Stream ---------------------------------------------------------------
+
+    async def __aenter__(self) -> ClientStream:
+        deadline = self._deadline
+        if deadline is not None:
+            self._deadline_timer = asyncio.get_running_loop().call_later(
+                max(0.0, deadline.time_remaining()), self._deadline_expired
+            )
+        return self
+
+    async def send_request(self, *, end: bool = False) -> None:
+        if self._send_request_done:
+            raise ProtocolError("Request is already sent")
+        if end and not self._cardinality.client_streaming:
+            raise ProtocolError(
+                "Unary request requires a message to be sent before ending outgoing stream"
+            )
+        connection = await self._connect()
+        channel = self.channel
+        headers: list[Header] = [
+            (b":method", b"POST"),
+            (b":scheme", channel.scheme),
+            (b":path", self._method_name.encode("ascii")),
+            (b":authority", channel.authority),
+        ]
+        if self._deadline is not None:
+            timeout = self._deadline.time_remaining()
+            if timeout <= 0:
+                raise asyncio.TimeoutError()
+            headers.append((b"grpc-timeout", encode_timeout(timeout).encode()))
+        headers += [
+            (b"te", b"trailers"),
+            (b"content-type", b"application/grpc"),
+            USER_AGENT_HEADER,
+        ]
+        (metadata,) = await self._dispatch.send_request(
+            self._metadata,
+            method_name=self._method_name,
+            deadline=self._deadline,
+            content_type=CONTENT_TYPE,
+        )
+        headers += [(k.encode(), v.encode()) for k, v in encode_metadata(metadata)]
+        if self.failure is not None:
+            raise self.failure
+        if not connection.usable:
+            raise StreamTerminatedError("the connection closed before the call started")
+        self.connection = connection
+        self.stream_id = connection.open_stream(self, headers, end_stream=end)
+        self.peer = channel.peer_of(connection)
+        self._send_request_done = True
+        if end:
+            self._end_done = True
+
+    async def _connect(self) -> ClientConnection:
+        deadline = self._deadline
+        connect = self.channel.__connect__()
+        if deadline is None:
+            connection = await connect
+        else:
+            connection = await asyncio.wait_for(connect, max(0.0, deadline.time_remaining()))
+        while True:
+            if deadline is None:
+                await connection.stream_slot()
+            else:
+                await asyncio.wait_for(
+                    connection.stream_slot(), max(0.0, deadline.time_remaining())
+                )
+            if connection.usable:
+                return connection
+            connection = await self.channel.__connect__()  # it went away: a new one
+
+    async def send_message(self, message: Any, *, end: bool = False) -> None:
+        if not self._send_request_done:
+            await self.send_request()
+        end_stream = end
+        if not self._cardinality.client_streaming:
+            if self._send_message_done:
+                raise ProtocolError("Message was already sent")
+            end_stream = True
+        if self._end_done:
+            raise ProtocolError("Stream is ended")
+        (message,) = await self._dispatch.send_message(message)
+        body = self._codec.encode(message, self._send_type)
+        if self.failure is not None:
+            raise self.failure
+        connection = self.connection
+        assert connection is not None
+        engine = connection.engine
+        engine.send_data(
+            self.stream_id, b"\x00" + len(body).to_bytes(4, "big") + body, end_stream=end_stream
+        )
+        connection.sent()
+        self._send_message_done = True
+        self._messages_sent += 1
+        if end:
+            self._end_done = True
+        while engine.queued(self.stream_id) > connection.stream_send_buffer or (
+            connection.send_blocked and not connection.closed
+        ):
+            connection.wait_writable(self)
+            await self._wait_writable()
+
+    async def end(self) -> None:
+        if not self._send_request_done:
+            raise ProtocolError("Request was not sent")
+        if self._end_done:
+            raise ProtocolError("Stream was already ended")
+        if not self._cardinality.client_streaming:
+            if not self._send_message_done:
+                raise ProtocolError("Unary request requires a single message to be sent")
+            self._end_done = True
+            return
+        if self.failure is not None:
+            raise self.failure
+        connection = self.connection
+        assert connection is not None
+        connection.engine.end_stream(self.stream_id)
+        connection.sent()
+        self._end_done = True
+
+    async def recv_initial_metadata(self) -> None:
+        if not self._send_request_done:
+            raise ProtocolError("Request was not sent yet")
+        if self._recv_initial_metadata_done:
+            raise ProtocolError("Initial metadata was already received")
+        while self.response_headers is None:
+            await self._wait()
+        self._recv_initial_metadata_done = True
+        headers = _text_headers(self.response_headers)
+        headers_map = dict(headers)
+        self._raise_for_status(headers_map)
+        self._raise_for_content_type(headers_map)
+        if "grpc-status" in headers_map:  # trailers-only response
+            self._trailers_only = True
+            (initial,) = await self._dispatch.recv_initial_metadata(MultiDict())
+            self.initial_metadata = initial
+            status, message, details = self._process_grpc_status(headers_map)
+            (trailing,) = await self._dispatch.recv_trailing_metadata(
+                decode_metadata(headers),
+                status=status,
+                status_message=message,
+                status_details=details,
+            )
+            self.trailing_metadata = trailing
+            self._raise_for_grpc_status(status, message, details)
+        else:
+            (initial,) = await self._dispatch.recv_initial_metadata(decode_metadata(headers))
+            self.initial_metadata = initial
+
+    async def recv_message(self) -> Any:
+        if not self._recv_initial_metadata_done:
+            await self.recv_initial_metadata()
+        messages = self.framer.messages
+        while not messages:
+            if self.recv_error is not None:
+                raise self.recv_error
+            if self.remote_ended:
+                if self.framer.inside_message:
+                    raise GRPCError(Status.INTERNAL, "the server's reply ended inside a message")
+                return None
+            await self._wait()
+        body = messages.popleft()
+        if not messages and self.unacked and self.connection is not None:
+            self.connection.acknowledge(self)
+        message = self._codec.decode(body, self._recv_type)
+        (message,) = await self._dispatch.recv_message(message)
+        self._messages_received += 1
+        return message
+
+    async def recv_trailing_metadata(self) -> None:
+        if not self._end_done and not (
+            not self._cardinality.client_streaming and self._send_message_done
+        ):
+            raise ProtocolError("Outgoing stream was not ended")
+        if not self._recv_initial_metadata_done:
+            raise ProtocolError(
+                "Initial metadata was not received before waiting for trailing metadata"
+            )
+        if self._recv_trailing_metadata_done:
+            raise ProtocolError("Trailing metadata was already received")
+        if self._trailers_only:
+            self._recv_trailing_metadata_done = True
+            return
+        while self.response_trailers is None:
+            if self.recv_error is not None:
+                raise self.recv_error
+            await self._wait()
+        self._recv_trailing_metadata_done = True
+        trailers = _text_headers(self.response_trailers)
+        status, message, details = self._process_grpc_status(dict(trailers))
+        (trailing,) = await self._dispatch.recv_trailing_metadata(
+            decode_metadata(trailers),
+            status=status,
+            status_message=message,
+            status_details=details,
+        )
+        self.trailing_metadata = trailing
+        self._raise_for_grpc_status(status, message, details)
+
+    async def cancel(self) -> None:
+        if not self._send_request_done:
+            raise ProtocolError("Request was not sent yet")
+        if self._cancel_done:
+            raise ProtocolError("Stream was already cancelled")
+        self._cancel_stream()
+        self._cancel_done = True
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        try:
+            if not self._send_request_done:
+                return
+            if exc_val is None and not self._cancel_done:
+                if not self._recv_initial_metadata_done:
+                    await self.recv_initial_metadata()
+                if not self._recv_trailing_metadata_done:
+                    await self.recv_trailing_metadata()
+            elif isinstance(exc_val, StreamTerminatedError):
+                self._raise_for_received_status()
+        finally:
+            self._release()
+
+    def _raise_for_received_status(self) -> None:
+        """A stream that ended badly after the server sent a status: raise that status."""
+        if self.response_trailers is not None:
+            trailers = dict(_text_headers(self.response_trailers))
+            if "grpc-status" in trailers:
+                status, message, details = self._process_grpc_status(trailers)
+                self._raise_for_grpc_status(status, message, details)
+        if self.response_headers is not None:
+            self._raise_for_status(dict(_text_headers(self.response_headers)))
+
+    def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        self.framer.clear()
+        if self.connection is not None:
+            self.connection.forget(self)
