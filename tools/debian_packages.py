@@ -66,7 +66,11 @@ class Host:
 
 
 def install_line(packages: Iterable[str]) -> str:
-    """The command a person runs as root to install `packages`, as one shell line."""
+    """The command a person runs as root to install `packages`, as one shell line.
+
+    The messages quote it in backticks, so that no punctuation after it (nox ends its error line
+    with a full stop) reads as part of a package name.
+    """
     return "apt-get update && apt-get install -y --no-install-recommends " + " ".join(packages)
 
 
@@ -81,7 +85,7 @@ def plan(
     if not host.apt:
         raise CannotInstall(
             "greet's tests need Debian packages and this system has no apt-get/dpkg-query; "
-            f"on Debian, as root: {install_line(needed)}"
+            f"on Debian, as root: `{install_line(needed)}`"
         )
     have = set(installed)
     missing = [package for package in needed if package not in have]
@@ -90,7 +94,7 @@ def plan(
     if not host.root:
         raise CannotInstall(
             f"the tests need Debian packages that are not installed ({' '.join(missing)}); "
-            f"as root, run: {install_line(missing)}"
+            f"as root, run: `{install_line(missing)}`"
         )
     return [
         ["apt-get", "update", "-q"],
