@@ -91,3 +91,11 @@ def test_the_list_covers_what_the_tests_ask_for() -> None:
         named.update(re.findall(r"Debian ([a-z0-9]+-[a-z0-9-]+)\)", text))
     assert {"golang-go", "nginx-light", "nghttp2-client"} <= named
     assert named <= set(TEST_PACKAGES)
+
+
+def test_the_readme_names_the_same_packages() -> None:
+    readme = (ROOT / "README.md").read_text()
+    tests_section = readme.split("\n## Tests\n", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"line to run: `([^`]+)`", tests_section)
+    assert match is not None
+    assert match.group(1).split() == list(TEST_PACKAGES)
