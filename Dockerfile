@@ -6,7 +6,7 @@
 # Build stage: turn the project into a wheel (hatchling comes from PyPI, in this stage only).
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY greet ./greet
 COPY generated ./generated
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .

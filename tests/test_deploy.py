@@ -550,13 +550,14 @@ def test_the_service_monitor_scrapes_each_pods_metrics_port_once() -> None:
     assert endpoint.get("scheme", "http") == "http"
 
 
-async def test_the_default_host_serves_ipv4_and_ipv6_clients() -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_the_default_host_serves_ipv4_and_ipv6_clients(workers: str) -> None:
     """GREET_HOST of the image and the pods: IPv4-only, IPv6-only and dual-stack clusters
     reach the gRPC port (the kubelet's probes included) and the metrics port."""
     host = container_env()["GREET_HOST"]
     assert image_env()["GREET_HOST"] == host
     server = await ServerProcess(
-        ["--metrics-port", "0"], env={"GREET_HOST": host, "GREET_WORKERS": "1"}
+        ["--metrics-port", "0"], env={"GREET_HOST": host, "GREET_WORKERS": workers}
     ).start()
     try:
         port = int(server.target.rsplit(":", 1)[1])
@@ -613,7 +614,13 @@ def test_docker_build_context_holds_what_the_image_needs() -> None:
     )
     assert readme is not None
     assert wheel is not None
-    needed = {"pyproject.toml", readme.group(1), "constraints.txt", *json.loads(wheel.group(1))}
+    needed = {
+        "pyproject.toml",
+        readme.group(1),
+        "LICENSE",  # hatchling puts it in the wheel's metadata
+        "constraints.txt",
+        *json.loads(wheel.group(1)),
+    }
     copied: set[str] = set()
     for instruction, arguments in dockerfile_instructions():
         if instruction == "COPY" and not arguments.startswith("--from"):
