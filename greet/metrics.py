@@ -46,6 +46,8 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.events import RecvMessage, RecvRequest, SendMessage, SendTrailingMetadata, listen
 from grpclib.exceptions import StreamTerminatedError
 
+from greet.listen import dual_stack_socket
+
 if TYPE_CHECKING:
     from grpclib._typing import IServerMethodFunc
     from grpclib.server import Server, Stream
@@ -288,7 +290,11 @@ class MetricsEndpoint:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        sock = dual_stack_socket(self.host, self.port)  # `--host ::`: IPv4 scrapers too
+        if sock is not None:
+            self._server = await asyncio.start_server(self._handle, sock=sock)
+        else:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     @property

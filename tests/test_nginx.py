@@ -1,4 +1,5 @@
-"""deploy/nginx: three replicas behind a real nginx (Debian's nginx-light), failover included.
+"""deploy/nginx: three replicas behind a real nginx (Debian's nginx-light), failover included,
+and the README's steps, run as written, starting nginx as a daemon that logs to files.
 
 nginx's port is reserved without a port-0-then-reuse race: the test binds a socket with
 SO_REUSEPORT to port 0 and keeps it (bound, never listening) for the whole test; nginx, whose
@@ -9,6 +10,7 @@ to listening sockets, so they all go to nginx, and no other program can take the
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
@@ -25,7 +27,7 @@ from grpclib.exceptions import GRPCError
 from generated.greet_service import GreetServiceStub, NoParam
 from greet.client import GreetClient
 from greet.server.supervisor import port_sharing_socket
-from greet.testing import ServerProcess
+from greet.testing import ServerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "greet.conf.template"
@@ -65,7 +67,7 @@ class NginxProcess:
         self._new_line = asyncio.Event()
         self.process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._access_log = (tmp / "access.log").open("wb")  # the template logs to stdout
+        self._access_log = (tmp / "access.log").open("wb")  # the access log goes to stdout
 
     async def start(self, nginx: str) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -140,6 +142,7 @@ async def test_calls_through_nginx_fail_over_when_a_replica_dies(
             {
                 "GREET_NGINX_LISTEN": f"127.0.0.1:{port}",
                 "GREET_REPLICAS": " ".join(f"server {r.target};" for r in replicas),
+                "GREET_NGINX_ACCESS_LOG": "/dev/stdout",  # nginx runs in the foreground here
             },
         )
         (tmp_path / "greet.conf").write_text(conf)
@@ -193,3 +196,133 @@ async def run_scenario(target: str, replicas: list[ServerProcess], nginx: NginxP
         channel.close()
     assert caught.value.status == Status.UNAVAILABLE
     assert caught.value.message == "no greet replica available"
+
+
+# --- the README's steps -----------------------------------------------------------------------
+
+DEBIAN_LIKE_CONF = """\
+worker_processes 1;
+pid {tmp}/run/nginx.pid;
+error_log {tmp}/var/log/nginx/error.log notice;
+events {{ worker_connections 1024; }}
+http {{
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {tmp}/etc/nginx/conf.d/*.conf;
+}}
+"""
+"""Debian's /etc/nginx/nginx.conf in miniature: no `daemon` line, so nginx daemonizes."""
+
+
+def readme_nginx_steps() -> str:
+    """The shell steps of the README's nginx section, without the greet commands around them."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Replicas behind nginx", 1)[1].split("\n### ", 1)[0]
+    lines = section.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    "))
+    block: list[str] = []
+    for line in lines[start:]:
+        if not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return "\n".join(line for line in block if not line.startswith("python -m greet."))
+
+
+def nginx_wrapper(tmp: Path, nginx: str) -> str:
+    """A shell function `nginx` that runs nginx with its prefix, config and error log in `tmp`."""
+    return (
+        f"nginx() {{ command {nginx} -p {tmp}/ -e {tmp}/var/log/nginx/error.log "
+        f'-c {tmp}/etc/nginx/nginx.conf "$@"; }}\n'
+    )
+
+
+def scratch_steps(steps: str, tmp: Path, listen: str, replicas: str) -> str:
+    """The README's steps with nginx's paths moved under `tmp` and the test's own addresses."""
+    assert steps.count("127.0.0.1:8080") == 1, steps  # GREET_NGINX_LISTEN
+    steps = steps.replace("127.0.0.1:8080", listen)
+    steps, count = re.subn(r"GREET_REPLICAS='[^']*'", f"GREET_REPLICAS='{replicas}'", steps)
+    assert count == 1, steps
+    for system_dir in ("/etc/nginx/", "/var/log/nginx/"):
+        steps = steps.replace(system_dir, f"{tmp}{system_dir}")
+    return steps + "\n"
+
+
+async def run_bash(script: str, output: Path) -> tuple[int, str]:
+    """Run `script`; its output goes to a file, not a pipe, which a daemon it starts would
+    keep open (and a reader waiting for the pipe's end would wait forever)."""
+    with output.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            script,
+            cwd=ROOT,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+        )
+        status = await process.wait()
+    return status, read_text(output)
+
+
+def read_text(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+async def stop_daemon(tmp: Path, nginx: str) -> None:
+    """`nginx -s quit`, then SIGTERM if it is still there; returns once its pid file is gone."""
+    pid_file = tmp / "run" / "nginx.pid"
+    if not pid_file.exists():
+        return  # (a daemon that never wrote its pid file is the test's failure already)
+    await run_bash(nginx_wrapper(tmp, nginx) + "nginx -s quit\n", tmp / "quit.out")
+    try:
+        await wait_until(lambda: not pid_file.exists(), "nginx to quit", timeout=15)
+    except AssertionError:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        await wait_until(lambda: not pid_file.exists(), "nginx to stop", timeout=15)
+
+
+async def test_the_readme_steps_start_nginx_as_a_daemon_that_logs_to_files(
+    nginx_binary: str, replicas: list[ServerProcess], tmp_path: Path
+) -> None:
+    """On a fresh install nginx is not running, so `nginx -s reload` alone fails; and a daemon
+    has no stdout, so its calls must be logged to a file."""
+    for directory in ("etc/nginx/conf.d", "var/log/nginx", "run"):
+        (tmp_path / directory).mkdir(parents=True)
+    (tmp_path / "etc/nginx/nginx.conf").write_text(DEBIAN_LIKE_CONF.format(tmp=tmp_path))
+    with port_sharing_socket(socket.AF_INET, ("127.0.0.1", 0)) as reserved:
+        listen = f"127.0.0.1:{reserved.getsockname()[1]}"
+        script = nginx_wrapper(tmp_path, nginx_binary) + scratch_steps(
+            readme_nginx_steps(),
+            tmp_path,
+            listen,
+            " ".join(f"server {r.target};" for r in replicas),
+        )
+        try:
+            status, output = await run_bash(script, tmp_path / "steps.out")
+            assert status == 0, f"the README's nginx steps failed:\n{script}\n{output}"
+            assert "test is successful" in output  # `nginx -t` passed on the documented config
+            pid_file = tmp_path / "run" / "nginx.pid"
+            await wait_until(pid_file.exists, "the daemon's pid file")  # written after the fork
+            master = read_text(pid_file)
+            async with GreetClient(listen, timeout=30) as client:
+                assert (await client.say_hello()).message == "Hello"
+            # The same steps again, with nginx running: a reload, not a second nginx.
+            status, output = await run_bash(script, tmp_path / "again.out")
+            assert status == 0, f"the README's nginx steps failed the second time:\n{output}"
+            assert read_text(pid_file) == master
+            async with GreetClient(listen, timeout=30) as client:
+                assert (await client.say_hello()).message == "Hello"
+            access_log = tmp_path / "var/log/nginx/greet-access.log"
+            await wait_until(
+                lambda: access_log.exists() and "grpc-status=0" in access_log.read_text(),
+                "the call in nginx's access log file",
+            )
+            assert "SayHello" in access_log.read_text()
+            error_log = (tmp_path / "var/log/nginx/error.log").read_text()
+            assert "start worker process" in error_log
+        finally:
+            await stop_daemon(tmp_path, nginx_binary)

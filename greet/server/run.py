@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import greet.logs
+from greet.listen import dual_stack_socket
 from greet.server.app import GreetServer
 from greet.server.config import ServerConfig
 from greet.tls import exposure_warning
@@ -71,7 +72,7 @@ async def serve(
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     server = GreetServer(config)
-    await server.start(sock=sock)
+    await server.start(sock=sock or dual_stack_socket(config.host, config.port))
     if server.token_file is not None:
         loop.add_signal_handler(signal.SIGHUP, server.reload_auth_tokens)
     if warning := exposure_warning(
