@@ -80,6 +80,14 @@ def make_call(client: GreetClient, options: BenchOptions) -> Call:
 
 
 @dataclass
+class Counting:
+    """Where counting started: the endpoints' served counts then, and when (None: not yet)."""
+
+    served_before: Counter[str]
+    since: float | None = None
+
+
+@dataclass
 class Phase:
     """The warm-up (not counted, a fixed number of calls) or the counted part of a run."""
 
@@ -102,7 +110,7 @@ async def run_bench(
     run_start = clock()
     end = run_start + options.duration if options.duration is not None else math.inf
     remaining = options.requests if options.requests is not None else -1
-    served_before = Counter(client.served)
+    counting = Counting(Counter(client.served))
     counted: Phase | None = None
 
     async def worker(phase: Phase) -> None:
@@ -132,18 +140,19 @@ async def run_bench(
                 result.failed += 1
 
     async def run_phases() -> None:
-        nonlocal counted, served_before
+        nonlocal counted
         if options.skip_first:
             warm_up = Phase(counted=False, to_start=options.skip_first, origin=run_start)
             await asyncio.gather(*(worker(warm_up) for _ in range(options.concurrency)))
-        served_before = Counter(client.served)
         counted = Phase(counted=True, to_start=-1, origin=clock())
+        counting.served_before = Counter(client.served)
+        counting.since = counted.origin
         await asyncio.gather(*(worker(counted) for _ in range(options.concurrency)))
 
     reporter = None
     if progress is not None:
         reporter = asyncio.create_task(
-            report_progress(client, result, run_start, lambda: served_before, pacer, progress)
+            report_progress(client, result, run_start, counting, pacer, progress)
         )
     try:
         result.interrupted = await run_until_stopped(run_phases(), stop)
@@ -156,7 +165,7 @@ async def run_bench(
                 progress.flush()
     if counted is not None:
         result.elapsed = finished - counted.origin
-        result.by_target = served_since(client, served_before)
+        result.by_target = served_since(client, counting.served_before)
     result.calls.sort(key=lambda record: record.start)
     return result
 
@@ -194,7 +203,7 @@ async def report_progress(
     client: GreetClient,
     result: BenchResult,
     start: float,
-    served_before: Callable[[], Counter[str]],
+    counting: Counting,
     pacer: Pacer | None,
     out: TextIO,
 ) -> None:
@@ -203,7 +212,9 @@ async def report_progress(
     terminal = out.isatty()
     while True:
         await asyncio.sleep(options.progress_interval)
-        elapsed = time.perf_counter() - start
+        now = time.perf_counter()
+        elapsed = now - start
+        counted_for = now - counting.since if counting.since is not None else 0.0
         made = result.skipped + result.counted
         if options.duration is not None:
             done = min(1.0, elapsed / options.duration)
@@ -212,7 +223,7 @@ async def report_progress(
             assert options.requests is not None
             done = min(1.0, made / options.requests)
             goal = f"{made}/{options.requests}"
-        rate = result.ok / elapsed if elapsed > 0 else 0.0
+        rate = result.ok / counted_for if counted_for > 0 else 0.0
         notes = ""
         if pacer is not None:
             notes += f" target={pacer.target_rate():g}/s"
@@ -225,7 +236,7 @@ async def report_progress(
                 f"\r[{bar}] {goal} ok {result.ok} failed {result.failed} {rate:.0f}/s{notes} "
             )
         else:
-            served = served_since(client, served_before())
+            served = served_since(client, counting.served_before)
             targets = "".join(f" {name}={count}" for name, count in sorted(served.items()))
             out.write(
                 f"progress {elapsed:.1f}s ok={result.ok} failed={result.failed} "
