@@ -317,6 +317,16 @@ async def test_rps_limits_the_rate(server_process: ServerProcess, tmp_path: Path
     assert limited["load"] == {"schedule": "const", "rps": 20.0}
 
 
+async def test_a_slow_rate_ends_on_time(server_process: ServerProcess, tmp_path: Path) -> None:
+    # 16 workers at 2 calls/s: the last starts the schedule allows within 1 s are 2 or 3;
+    # no worker waits on for a start after the end
+    result = await bench_json(
+        server_process.target, "--duration", "1", "--rps", "2", "-c", "16", cwd=tmp_path
+    )
+    assert 1 <= result["ok"] <= 3
+    assert result["elapsed_s"] < 4
+
+
 async def test_step_schedule_raises_the_rate(server_process: ServerProcess, tmp_path: Path) -> None:
     code, out, err = await run_client_cli(
         "--target",

@@ -118,8 +118,8 @@ async def run_bench(
         while remaining != 0 and phase.to_start != 0:
             remaining -= 1
             phase.to_start -= 1
-            if pacer is not None:
-                await pacer.wait()
+            if pacer is not None and not await pacer.wait(end):
+                return  # the next start the schedule allows is after the end
             began = clock()
             if began >= end:
                 return

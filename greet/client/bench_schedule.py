@@ -151,10 +151,14 @@ class Pacer:
         """The rate the schedule asks for now."""
         return self.schedule.rate_at(self._clock() - self._started)
 
-    async def wait(self) -> None:
-        """Wait for the next free start time (now if the schedule is behind)."""
+    async def wait(self, deadline: float = math.inf) -> bool:
+        """Wait for the next free start time (now if the schedule is behind); False, at once,
+        when that time is at or after `deadline` (a clock time)."""
         now = self._clock()
         slot = max(self._next, now)
+        if slot >= deadline:
+            return False
         self._next = slot + 1 / self.schedule.rate_at(slot - self._started)
         if slot > now:
             await asyncio.sleep(slot - now)
+        return True

@@ -519,10 +519,11 @@ def bench_data(args: argparse.Namespace) -> CallData:
 def open_output(args: argparse.Namespace) -> TextIO | None:
     """The `-o FILE` of bench, opened now, so that a path that cannot be written to fails
     before the run rather than after it."""
-    if getattr(args, "output", None) is None:
+    path: Path | None = getattr(args, "output", None)
+    if path is None:
         return None
     try:
-        return args.output.open("w", encoding="utf-8", newline="")  # type: ignore[no-any-return]
+        return path.open("w", encoding="utf-8", newline="")
     except OSError as error:
         raise UsageError(
             f"-o {args.output}: cannot write to it: {error.strerror or error}"
