@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from greet.client.bench_data import CallData, call_data_from_json, default_call_data
-from greet.client.bench_result import LatencySummary, latency_histogram
+from greet.client.bench_result import CallLog, CallRecord, LatencySummary, latency_histogram
 from greet.client.bench_schedule import LoadSchedule, load_schedule_from_flags
 
 
@@ -156,3 +156,19 @@ def test_histogram_puts_every_call_in_one_bucket() -> None:
 def test_histogram_of_equal_latencies_is_one_bucket() -> None:
     assert [tuple(bucket) for bucket in latency_histogram([0.002] * 5)] == [(2.0, 2.0, 5)]
     assert latency_histogram([]) == []
+
+
+def test_call_log_keeps_every_call() -> None:
+    log = CallLog()
+    calls = [
+        CallRecord(0.5, 0.003, "OK", 2),
+        CallRecord(0.1, 0.2, "UNAVAILABLE", 0, "UNAVAILABLE: cannot connect"),
+        CallRecord(0.3, 0.001, "OK", 2),
+        CallRecord(0.2, 0.05, "UNAVAILABLE", 0, "UNAVAILABLE: cannot connect"),
+    ]
+    for call in calls:
+        log.append(call)
+    assert list(log) == calls
+    assert [call.start for call in log.in_start_order()] == [0.1, 0.2, 0.3, 0.5]
+    assert log.ok_latencies() == [0.001, 0.003]
+    assert CallLog().ok_latencies() == []

@@ -166,7 +166,6 @@ async def run_bench(
     if counted is not None:
         result.elapsed = finished - counted.origin
         result.by_target = served_since(client, counting.served_before)
-    result.calls.sort(key=lambda record: record.start)
     return result
 
 

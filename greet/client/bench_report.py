@@ -73,7 +73,7 @@ def csv_report(result: BenchResult) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["start_s", "latency_ms", "status", "messages", "error"])
-    for call in result.calls:
+    for call in result.calls.in_start_order():
         writer.writerow(
             [
                 f"{call.start:.6f}",

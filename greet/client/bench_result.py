@@ -11,7 +11,9 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
+from array import array
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -20,6 +22,7 @@ from greet.client.bench_options import BenchOptions
 __all__ = [
     "HISTOGRAM_BUCKETS",
     "BenchResult",
+    "CallLog",
     "CallRecord",
     "HistogramBucket",
     "LatencySummary",
@@ -40,6 +43,64 @@ class CallRecord(NamedTuple):
     error: str = ""
 
 
+class CallLog:
+    """The counted calls, some 30 bytes each (a long run at thousands of calls per second
+    keeps every call for the CSV report): columns of numbers, and each status name and error
+    text stored once."""
+
+    def __init__(self) -> None:
+        self._starts = array("d")
+        self._latencies = array("d")
+        self._statuses = array("B")
+        self._messages = array("L")
+        self._errors = array("L")
+        self._status_names: list[str] = []
+        self._error_texts: list[str] = [""]
+        self._status_index: dict[str, int] = {}
+        self._error_index: dict[str, int] = {"": 0}
+
+    def append(self, call: CallRecord) -> None:
+        status = self._status_index.get(call.status)
+        if status is None:
+            status = self._status_index[call.status] = len(self._status_names)
+            self._status_names.append(call.status)
+        error = self._error_index.get(call.error)
+        if error is None:
+            error = self._error_index[call.error] = len(self._error_texts)
+            self._error_texts.append(call.error)
+        self._starts.append(call.start)
+        self._latencies.append(call.latency)
+        self._statuses.append(status)
+        self._messages.append(call.messages)
+        self._errors.append(error)
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, index: int) -> CallRecord:
+        return CallRecord(
+            self._starts[index],
+            self._latencies[index],
+            self._status_names[self._statuses[index]],
+            self._messages[index],
+            self._error_texts[self._errors[index]],
+        )
+
+    def __iter__(self) -> Iterator[CallRecord]:
+        """The calls in the order they ended."""
+        return (self[index] for index in range(len(self)))
+
+    def in_start_order(self) -> Iterator[CallRecord]:
+        starts = self._starts
+        return (self[index] for index in sorted(range(len(self)), key=starts.__getitem__))
+
+    def ok_latencies(self) -> list[float]:
+        """The successful calls' latencies in seconds, sorted."""
+        ok = self._status_index.get("OK")
+        statuses, latencies = self._statuses, self._latencies
+        return sorted(latencies[i] for i in range(len(self)) if statuses[i] == ok)
+
+
 @dataclass
 class BenchResult:
     """A run's counted calls (`ok` and `failed` kept live for the progress line); `skipped` is
@@ -52,7 +113,7 @@ class BenchResult:
     failed: int = 0
     skipped: int = 0
     interrupted: bool = False
-    calls: list[CallRecord] = field(default_factory=list)
+    calls: CallLog = field(default_factory=CallLog)
     by_target: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -86,7 +147,7 @@ class BenchResult:
 
     def ok_latencies(self) -> list[float]:
         """The successful calls' latencies in seconds, sorted."""
-        return sorted(call.latency for call in self.calls if call.status == "OK")
+        return self.calls.ok_latencies()
 
 
 @dataclass(frozen=True)
