@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator
+from importlib import metadata as package_metadata
 from pathlib import Path
 
 import pytest
@@ -75,7 +79,103 @@ async def test_deadline_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert err.strip().splitlines() == ["error: DEADLINE_EXCEEDED: deadline exceeded"]
 
 
-async def test_bad_target_is_a_usage_error(tmp_path: Path) -> None:
-    code, _, err = await run_client_cli("--target", "nonsense", "unary", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout", "0", "unary"], "argument --timeout: must be more than 0 seconds"),
+        (["--timeout", "-2", "unary"], "argument --timeout: must be more than 0 seconds"),
+        (["--timeout", "nan", "unary"], "argument --timeout: must be more than 0 seconds"),
+        (["--timeout", "inf", "unary"], "argument --timeout: must be more than 0 seconds"),
+        (["--timeout", "soon", "unary"], "argument --timeout: not a number of seconds: 'soon'"),
+        (["--resolve-interval", "-1", "unary"], "argument --resolve-interval: must be more"),
+        (["--max-attempts", "0", "unary"], "argument --max-attempts: must be at least 1, not 0"),
+        (["--connections", "many", "unary"], "argument --connections: not a whole number"),
+        (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+        (["--frobnicate", "unary"], "unrecognized arguments: --frobnicate"),
+        (["--target", "nonsense", "unary"], "bad target 'nonsense'"),
+        (["-m", "Bad Key=1", "unary"], "argument -m/--metadata: bad key 'bad key'"),
+        (["-m", "grpc-timeout=1S", "unary"], "'grpc-timeout' is set by gRPC itself"),
+        (["-m", "x=caf\u00e9", "unary"], "bad value for 'x': a metadata value is printable ASCII"),
+        (["-m", "x=1", "-m", "X=2", "unary"], "--metadata x is given twice"),
+    ],
+)
+async def test_usage_errors_are_one_line_and_a_help_hint(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, out, err = await run_client_cli(*args, cwd=tmp_path)
+    assert (code, out) == (2, "")
+    first, hint = err.splitlines()  # no usage block
+    assert first.startswith("python -m greet.client: error: ")
+    assert message in first
+    assert hint == "Try 'python -m greet.client --help' for more information."
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+async def test_timeout_after_the_command_is_checked_too(tmp_path: Path, value: str) -> None:
+    code, _, err = await run_client_cli("unary", "--timeout", value, cwd=tmp_path)
     assert code == 2
-    assert "bad target" in err
+    assert err.startswith("python -m greet.client unary: error: argument --timeout: must be more")
+
+
+async def test_global_flags_work_after_the_command(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    code, out, err = await run_client_cli(
+        "unary", "--timeout", "3", "--target", server_process.target, cwd=tmp_path
+    )
+    assert (code, out, err) == (0, "SayHello: Hello\n", "")
+    code, out, err = await run_client_cli(
+        "server-stream", "--target", server_process.target, "--max-attempts", "2", "a", "b",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "SayHelloServerStreaming: Hello a",
+        "SayHelloServerStreaming: Hello b",
+    ]
+
+
+async def test_a_flag_after_the_command_wins_over_the_same_flag_before(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    with bound_socket() as dead:
+        code, out, err = await run_client_cli(
+            "--target", f"127.0.0.1:{dead.getsockname()[1]}", "--max-attempts", "1",
+            "unary", "--target", server_process.target, cwd=tmp_path,
+        )  # fmt: skip
+    assert (code, out, err) == (0, "SayHello: Hello\n", "")
+
+
+async def test_version(tmp_path: Path) -> None:
+    code, out, err = await run_client_cli("--version", cwd=tmp_path)
+    assert (code, out, err) == (0, f"greet-client {package_metadata.version('greet')}\n", "")
+
+
+async def test_ctrl_c_during_a_call_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    with bound_socket() as silent:  # accepts the connection and never answers
+        silent.listen()
+        silent.setblocking(False)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "greet.client",
+            "--target",
+            f"127.0.0.1:{silent.getsockname()[1]}",
+            "unary",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        try:
+            loop = asyncio.get_running_loop()
+            connection, _ = await asyncio.wait_for(loop.sock_accept(silent), 30)
+            with connection:  # the call is under way: the client is waiting for the server
+                process.send_signal(signal.SIGINT)
+                out, err = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode == 130
+    assert (out, err) == (b"", b"")

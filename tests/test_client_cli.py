@@ -3,6 +3,7 @@ against real server processes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,10 @@ async def test_token_file_without_a_token_is_a_usage_error(tmp_path: Path) -> No
         "--token-file", str(tmp_path / "token"), "unary", cwd=tmp_path
     )
     assert code == 2
-    assert "no token" in err
+    assert err.splitlines()[0] == (
+        f"python -m greet.client: error: --token-file {tmp_path / 'token'}: no token in the file "
+        "(the first line that is not empty or a # comment)"
+    )
 
 
 async def test_tls_ca(tmp_path: Path) -> None:
@@ -100,3 +104,146 @@ async def test_tls_ca(tmp_path: Path) -> None:
         )
         assert code == 1  # plaintext to a TLS server
         assert err.startswith("error: UNAVAILABLE")
+
+
+def write_client_pki(directory: Path) -> trustme.CA:
+    """ca.pem, and client.pem/client.key issued by it, in `directory`."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    client = ca.issue_cert("greet-client")
+    client.cert_chain_pems[0].write_to_path(str(directory / "client.pem"))
+    client.private_key_pem.write_to_path(str(directory / "client.key"))
+    return ca
+
+
+FILE_FLAGS = ["--tls-ca", "--tls-cert", "--tls-key", "--token-file"]
+
+
+def flags_with(flag: str, path: str, directory: Path) -> list[str]:
+    """`flag path`, with the good files of `directory` for the TLS flags it needs beside it."""
+    if flag in ("--token-file", "--tls-ca"):
+        return [flag, path]
+    files = {"--tls-cert": directory / "client.pem", "--tls-key": directory / "client.key"}
+    files[flag] = Path(path)
+    return ["--tls-ca", str(directory / "ca.pem")] + [
+        arg for name, file in files.items() for arg in (name, str(file))
+    ]
+
+
+@pytest.mark.parametrize("flag", FILE_FLAGS)
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda path: None, "No such file or directory"),
+        (lambda path: path.mkdir(), "Is a directory"),
+    ],
+    ids=["missing", "directory"],
+)
+async def test_a_file_that_cannot_be_read_names_the_flag_and_the_file(
+    tmp_path: Path, flag: str, make: Callable[[Path], None], reason: str
+) -> None:
+    write_client_pki(tmp_path)
+    bad = tmp_path / "bad-file"
+    make(bad)
+    code, out, err = await run_client_cli(
+        *flags_with(flag, str(bad), tmp_path), "unary", cwd=tmp_path
+    )
+    assert (code, out) == (2, "")
+    first, hint = err.splitlines()
+    assert first == f"python -m greet.client: error: argument {flag}: cannot read {bad}: {reason}"
+    assert hint == "Try 'python -m greet.client --help' for more information."
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "message"),
+    [
+        ("--tls-ca", "not a certificate\n", "--tls-ca {path}: no PEM certificate in the file"),
+        ("--tls-cert", "not a certificate\n", "--tls-cert {path}: no PEM certificate in the file"),
+        ("--tls-key", "not a key\n", "--tls-key {path}: no PEM private key in the file"),
+    ],
+)
+async def test_a_file_that_is_not_pem_names_the_flag_and_the_file(
+    tmp_path: Path, flag: str, text: str, message: str
+) -> None:
+    write_client_pki(tmp_path)
+    bad = tmp_path / "garbage.pem"
+    bad.write_text(text)
+    code, out, err = await run_client_cli(
+        *flags_with(flag, str(bad), tmp_path), "unary", cwd=tmp_path
+    )
+    assert (code, out) == (2, "")
+    assert err.splitlines()[0] == "python -m greet.client: error: " + message.format(path=bad)
+
+
+async def test_a_ca_bundle_with_a_broken_certificate_names_the_flag(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    code, _, err = await run_client_cli("--tls-ca", str(bad), "unary", cwd=tmp_path)
+    assert code == 2
+    assert err.startswith(f"python -m greet.client: error: --tls-ca {bad}: not a usable CA bundle")
+    assert "_ssl.c" not in err
+
+
+async def test_a_key_of_another_certificate_is_named(tmp_path: Path) -> None:
+    write_client_pki(tmp_path)
+    other = trustme.CA().issue_cert("someone-else")
+    other.private_key_pem.write_to_path(str(tmp_path / "other.key"))
+    code, _, err = await run_client_cli(
+        *flags_with("--tls-key", str(tmp_path / "other.key"), tmp_path), "unary", cwd=tmp_path
+    )
+    assert code == 2
+    assert err.splitlines()[0] == (
+        f"python -m greet.client: error: --tls-cert {tmp_path / 'client.pem'} with --tls-key "
+        f"{tmp_path / 'other.key'}: the key does not belong to the certificate"
+    )
+
+
+@pytest.mark.parametrize("given", ["--tls-cert", "--tls-key"])
+async def test_client_cert_and_key_go_together(tmp_path: Path, given: str) -> None:
+    write_client_pki(tmp_path)
+    path = tmp_path / ("client.pem" if given == "--tls-cert" else "client.key")
+    code, out, err = await run_client_cli(
+        "--tls-ca", str(tmp_path / "ca.pem"), given, str(path), "unary", cwd=tmp_path
+    )
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        "python -m greet.client: error: --tls-cert and --tls-key go together",
+        "Try 'python -m greet.client --help' for more information.",
+    ]
+
+
+async def test_mutual_tls_from_the_command_line(tmp_path: Path) -> None:
+    ca = write_client_pki(tmp_path)
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    for index, blob in enumerate(leaf.cert_chain_pems):
+        blob.write_to_path(str(tmp_path / "server.pem"), append=index > 0)
+    server_tls = [
+        "--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.key"),
+        "--tls-client-ca", str(tmp_path / "ca.pem"),
+    ]  # fmt: skip
+    async with ServerProcess(server_tls, cwd=str(tmp_path)) as server:
+        code, out, err = await run_client_cli(
+            "unary", "--target", server.target, "--tls-ca", str(tmp_path / "ca.pem"),
+            "--tls-cert", str(tmp_path / "client.pem"), "--tls-key", str(tmp_path / "client.key"),
+            cwd=tmp_path,
+        )  # fmt: skip
+    assert (code, out, err) == (0, "SayHello: Hello\n", "")
+
+
+async def test_metadata_is_sent_by_the_plain_commands(tmp_path: Path) -> None:
+    (tmp_path / "server-tokens").write_text("right-token\n")
+    async with ServerProcess(
+        ["--auth-token-file", str(tmp_path / "server-tokens")], cwd=str(tmp_path)
+    ) as server:
+        code, out, err = await run_client_cli(
+            "--target", server.target, "bidi", "-m", "authorization=Bearer right-token", "q",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert (code, out, err) == (0, "SayHelloBidirectionalStreaming: Hello q\n", "")
+        code, _, err = await run_client_cli(
+            "--target", server.target, "--token-file", str(tmp_path / "server-tokens"),
+            "-m", "authorization=Bearer right-token", "unary", cwd=tmp_path,
+        )  # fmt: skip
+    assert code == 2
+    assert "give the token with --token-file or --metadata authorization=..., not both" in err
