@@ -407,15 +407,14 @@ async def test_data_is_sent_by_every_call(
         ("bidi", '[{"name": "%s"}]'),
     ],
 )
-async def test_data_file_reaches_the_server(
-    server_process: ServerProcess, tmp_path: Path, rpc: str, data: str
-) -> None:
+async def test_data_file_reaches_the_server(tmp_path: Path, rpc: str, data: str) -> None:
     data_file = tmp_path / "data.json"
     data_file.write_text(data % ("x" * 2000))  # longer than the server allows
-    result = await bench_json(
-        server_process.target, "--rpc", rpc, "-n", "6", "--data-file", str(data_file),
-        cwd=tmp_path, code=1,
-    )  # fmt: skip
+    async with ServerProcess(["--max-name-chars", "1024"], cwd=str(tmp_path)) as server:
+        result = await bench_json(
+            server.target, "--rpc", rpc, "-n", "6", "--data-file", str(data_file),
+            cwd=tmp_path, code=1,
+        )  # fmt: skip
     assert result["errors"] == {"INVALID_ARGUMENT": 6}
 
 

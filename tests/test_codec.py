@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from generated.greet_service import GreetServiceStub, HelloRequest, NamesList, NoParam
 from greet.testing import ServerProcess
-from greet.workarounds import rust_codec_active
+from greet.transport.decoding import rust_codec_active
 
 # Message classes shared by this process and the reference process.
 MESSAGES = textwrap.dedent(

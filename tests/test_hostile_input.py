@@ -33,7 +33,7 @@ from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.server import GreetServer, ServerConfig
 from greet.testing import ServerProcess, StartServer, bound_socket, wait_until
-from greet.workarounds import StrictProtoCodec, rust_codec_active
+from greet.transport.decoding import StrictProtoCodec, rust_codec_active
 
 SERVICE = "/greet_service.GreetService/"
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

@@ -2,7 +2,7 @@
 GOAWAY on open connections, in-flight calls finish within --grace, the rest are cancelled, exit 0.
 
 The in-flight calls use grpcio (Google's C-core client), which, like grpc-go, keeps its running
-streams going after a GOAWAY; grpclib's client drops them (see greet.workarounds).
+streams going after a GOAWAY; so does greet.transport.Channel (grpclib's own client drops them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from grpclib.client import Channel
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
@@ -30,7 +29,7 @@ from generated.greet_service import (
 from greet.client import GreetClient
 from greet.server import GreetServer, ServerConfig
 from greet.testing import ServerProcess, bound_socket, wait_until
-from greet.workarounds import install_goaway_tolerance
+from greet.transport import Channel
 
 SERVICE = "/greet_service.GreetService/"
 SHUTTING_DOWN = re.compile(r"shutting down")
@@ -170,11 +169,10 @@ async def test_stop_signal_with_nothing_in_flight_exits_0_at_once(signum: signal
     assert_clean_log(process)
 
 
-async def test_grpclib_channel_with_goaway_tolerance_finishes_its_call_during_a_drain() -> None:
+async def test_transport_channel_finishes_its_call_during_a_drain() -> None:
     server = GreetServer(ServerConfig())
     await server.start(sock=bound_socket())
-    channel = Channel(*host_port(server.target))
-    install_goaway_tolerance(channel)
+    channel = Channel(*host_port(server.target))  # greet's Channel, under a generated stub
     stub = GreetServiceStub(channel)
     try:
         first_sent = asyncio.Event()
@@ -189,13 +187,10 @@ async def test_grpclib_channel_with_goaway_tolerance_finishes_its_call_during_a_
 
         call = asyncio.create_task(stub.say_hello_client_streaming(requests()))
         await first_sent.wait()
-        protocol = await channel.__connect__()
+        connection = await channel.__connect__()
         await wait_until(lambda: bool(server.drain.in_flight()), "call on the server")
         stopping = asyncio.create_task(server.stop(grace=30))
-        await wait_until(
-            lambda: protocol.handler.connection_lost,  # type: ignore[attr-defined]
-            "the client saw GOAWAY",
-        )
+        await wait_until(lambda: connection.goaway_received, "the client saw GOAWAY")
         goaway_seen.set()
         reply = await call
         assert reply.messages == ["Hello before", "Hello during", "Hello the", "Hello drain"]
