@@ -193,8 +193,8 @@ async def test_a_key_of_another_certificate_is_named(tmp_path: Path) -> None:
     )
     assert code == 2
     assert err.splitlines()[0] == (
-        f"python -m greet.client: error: --tls-cert {tmp_path / 'client.pem'} with --tls-key "
-        f"{tmp_path / 'other.key'}: the key does not belong to the certificate"
+        f"python -m greet.client: error: --tls-key {tmp_path / 'other.key'}: is not the key of "
+        f"the certificate in {tmp_path / 'client.pem'}"
     )
 
 

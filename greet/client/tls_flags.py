@@ -11,7 +11,10 @@ import ssl
 from pathlib import Path
 
 from greet.client.arguments import UsageError
-from greet.tls import client_ssl_context
+from greet.tls import TLSFileError, client_ssl_context
+
+TLS_FLAGS = {"ca": "--tls-ca", "cert": "--tls-cert", "key": "--tls-key"}
+"""greet.tls.client_ssl_context's parameters (TLSFileError.role) -> the flag that gives them."""
 
 __all__ = ["ssl_context_from_flags"]
 
@@ -59,6 +62,8 @@ def ssl_context_from_flags(
             raise UsageError(f"--tls-key {key}: the key is encrypted; give an unencrypted key")
     try:
         return client_ssl_context(ca, cert, key)
+    except TLSFileError as error:
+        raise UsageError(f"{TLS_FLAGS[error.role]} {error.path}: {error.problem}") from None
     except ssl.SSLError as error:
         reason = ssl_reason(error)
         if "KEY_VALUES_MISMATCH" in reason:

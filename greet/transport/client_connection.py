@@ -63,6 +63,7 @@ class ClientConnection(asyncio.Protocol):
         self._keepalive: asyncio.TimerHandle | None = None
         self._keepalive_deadline: asyncio.TimerHandle | None = None
         self._too_many_pings = False
+        self._engine_done = False
 
     # -- connecting --------------------------------------------------------------------------
 
@@ -232,6 +233,9 @@ class ClientConnection(asyncio.Protocol):
         data = self.engine.data_to_send()
         if data:
             transport.write(data)
+        if self._engine_done:
+            self._lost("the HTTP/2 session ended")
+            return
         if self._writers or self.send_blocked:
             self._update_send_blocked()
 
@@ -350,6 +354,10 @@ class ClientConnection(asyncio.Protocol):
             # An error GOAWAY ends the connection: the server closes it after this frame.
             log.info("GOAWAY %s from %s: %r", _code_name(error_code), self.target, debug[:100])
         self._after_stream()
+
+    def on_connection_closed(self, error_code: int) -> None:
+        self._engine_done = True
+        self.writes.request()
 
     def on_request(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
         self.engine.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)  # servers open no streams

@@ -141,6 +141,10 @@ class EngineEvents(Protocol):
     def on_goaway(self, last_stream_id: int, error_code: int, debug: bytes) -> None:
         """The peer is going away: no new streams here."""
 
+    def on_connection_closed(self, error_code: int) -> None:
+        """The engine is done with the connection (its GOAWAY is queued, no stream is left):
+        write what is queued and close."""
+
 
 class Http2Engine(Protocol):
     """One HTTP/2 connection's protocol state (see the module docstring for the semantics)."""
@@ -189,6 +193,9 @@ class Http2Engine(Protocol):
 
     def is_stream_open(self, stream_id: int) -> bool:
         """Whether the engine still tracks the stream (it can still carry frames)."""
+
+    def halt(self) -> None:
+        """Report no more events: the connection is closing (the rest of the input is dropped)."""
 
     @property
     def max_outbound_frame(self) -> int:

@@ -125,6 +125,7 @@ class H2Engine:
         self._content_length: dict[int, int] = {}
         self._raw: list[bytes] = []
         self._open = True
+        self._halted = False
 
     def initiate(self) -> None:
         h2 = self._h2
@@ -153,6 +154,8 @@ class H2Engine:
             raise EngineFailure(code, str(error), goaway_queued=True) from error
         handler = self._events
         for event in events:
+            if self._halted:
+                return
             if isinstance(event, DataReceived):
                 self._on_data(event)
             elif isinstance(event, RequestReceived):
@@ -390,6 +393,9 @@ class H2Engine:
         """Written as a raw frame: h2's own close_connection would stop the calls in flight."""
         if self._open:
             self._raw.append(goaway_frame(last_stream_id, error_code, debug))
+
+    def halt(self) -> None:
+        self._halted = True
 
     def is_stream_open(self, stream_id: int) -> bool:
         stream = self._h2.streams.get(stream_id)

@@ -49,7 +49,7 @@ ConnectionClosed = ngh2.ConnectionClosed
 class NgHttp2Engine:
     """One connection's libnghttp2 session."""
 
-    __slots__ = ("_client", "_conn", "_events", "_filter", "_first", "_limits", "_open")
+    __slots__ = ("_client", "_conn", "_events", "_filter", "_first", "_halted", "_limits", "_open")
 
     def __init__(self, *, client: bool, limits: EngineLimits, events: EngineEvents) -> None:
         self._client = client
@@ -67,6 +67,7 @@ class NgHttp2Engine:
         self._filter: SettingsAckFilter | None = None
         self._first = b""  # greet's SETTINGS frame, sent after the engine's first output
         self._open = True
+        self._halted = False
 
     def initiate(self) -> None:
         limits = self._limits
@@ -98,6 +99,11 @@ class NgHttp2Engine:
         except ngh2.DenialOfServiceError as error:
             self._open = False
             raise EngineFailure(ErrorCode.ENHANCE_YOUR_CALM, str(error)) from error
+        except ngh2.ConnectionStateError as error:
+            # libnghttp2 already ended the connection (its GOAWAY is queued) on earlier input
+            raise EngineFailure(
+                ErrorCode.PROTOCOL_ERROR, str(error), goaway_queued=True
+            ) from error
         except ngh2.NGH2Error as error:
             self._open = False
             raise EngineFailure(ErrorCode.PROTOCOL_ERROR, str(error)) from error
@@ -106,6 +112,8 @@ class NgHttp2Engine:
     def _dispatch(self) -> None:
         events = self._events
         for event in self._conn.events():
+            if self._halted:
+                break
             kind = type(event)
             if kind is DataReceived:
                 events.on_data(event.stream_id, event.data, event.end_stream)
@@ -131,7 +139,7 @@ class NgHttp2Engine:
             elif kind is GoAwayReceived:
                 events.on_goaway(event.last_stream_id, event.error_code, event.debug_data)
             elif kind is ConnectionClosed:
-                self._open = False
+                events.on_connection_closed(event.error_code)
             # the rest (SETTINGS ACKs, priorities, ALTSVC, ORIGIN, 1xx) needs nothing from us
 
     # -- output ------------------------------------------------------------------------------
@@ -205,6 +213,9 @@ class NgHttp2Engine:
                 self._conn.send_goaway(error_code, last_stream_id=last_stream_id, debug_data=debug)
         except ngh2.NGH2Error:
             pass  # a GOAWAY is on its way already
+
+    def halt(self) -> None:
+        self._halted = True
 
     def is_stream_open(self, stream_id: int) -> bool:
         try:

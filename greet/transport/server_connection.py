@@ -49,6 +49,8 @@ log = logging.getLogger("greet.transport")
 MAX_STREAM_ID = 2**31 - 1
 HEADER_OVERHEAD = 32  # per field, as SETTINGS_MAX_HEADER_LIST_SIZE counts (RFC 9113 6.5.2)
 WRITE_BUFFER_HIGH = 256 * 1024
+LINGER = 1.0  # seconds a closing connection keeps reading (and dropping) what the peer sends
+CLOSE_TIMEOUT = 5.0  # seconds a closed socket may take to write out its last bytes
 
 
 class ServerConnection(asyncio.Protocol):
@@ -81,6 +83,7 @@ class ServerConnection(asyncio.Protocol):
         self._write_paused = False
         self._transport: asyncio.Transport | None = None
         self._drain_ping = False
+        self._engine_done = False
         self.peer: Peer
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -105,6 +108,8 @@ class ServerConnection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
         self.lifecycle.last_read = self.loop.time()
         try:
             self.engine.receive(data)
@@ -114,7 +119,7 @@ class ServerConnection(asyncio.Protocol):
         self.writes.now()
 
     def eof_received(self) -> bool:
-        return False  # close the transport: HTTP/2 has no half-closed connections
+        return False  # the peer is done: close (HTTP/2 has no half-closed connections)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -150,6 +155,9 @@ class ServerConnection(asyncio.Protocol):
             data += self._reset_finished_streams()
         if data:
             transport.write(data)
+        if self._engine_done:
+            self.close("the HTTP/2 session ended")
+            return
         if self.draining and self.final_goaway is not None and not self.calls:
             self.close("drained")
             return
@@ -269,16 +277,33 @@ class ServerConnection(asyncio.Protocol):
         self.close(failure.message)
 
     def abort(self) -> None:
+        """Drop the socket at once (safe when it is closed already)."""
         if self._transport is not None:
             self._transport.abort()
 
     def close(self, reason: str) -> None:
-        """Close the socket (after writing what is queued)."""
+        """End the connection the way HTTP/2 servers must (a lingering close): what is queued
+        is written and followed by a FIN, input is read and dropped until the peer closes too
+        or LINGER seconds pass, then the socket is closed. Closing at once while the peer is
+        still sending would make the kernel answer with an RST that destroys the GOAWAY."""
+        transport = self._transport
+        if self.closing:
+            return
+        self.closing = True
+        self.engine.halt()
+        if transport is None or transport.is_closing():
+            return
+        log.debug("connection from %s closing: %s", self.peer_name, reason)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.loop.call_later(LINGER, self._close_now)
+
+    def _close_now(self) -> None:
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            log.debug("connection from %s closed: %s", self.peer_name, reason)
             transport.close()
-        self.closing = True
+            if transport.get_write_buffer_size():  # a peer that does not read
+                self.loop.call_later(CLOSE_TIMEOUT, self.abort)
 
     @property
     def peer_name(self) -> str:
@@ -542,6 +567,10 @@ class ServerConnection(asyncio.Protocol):
 
     def on_response(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
         self.engine.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)  # not for a server
+
+    def on_connection_closed(self, error_code: int) -> None:
+        self._engine_done = True  # closed by the next flush, once the final bytes are written
+        self.writes.request()
 
     def on_goaway(self, last_stream_id: int, error_code: int, debug: bytes) -> None:
         if error_code:

@@ -9,6 +9,7 @@ back, and `response()` collects one stream's answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from collections.abc import Iterable, Sequence
@@ -94,6 +95,7 @@ class RawPeer:
         self.server_settings: dict[int, int] = {}
         self._block = b""
         self._first_flags: set[str] = set()
+        self._reader: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -124,11 +126,26 @@ class RawPeer:
         if not self.writer.is_closing():
             self.writer.write(data)
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait until the socket takes what was written (fails after `timeout` seconds)."""
         try:
-            await self.writer.drain()
-        except ConnectionError:
+            await asyncio.wait_for(self.writer.drain(), timeout)
+        except (ConnectionError, OSError):
             self.closed = True
+
+    def read_in_background(self) -> None:
+        """Read (and parse) everything the server sends from now on, in a task; `goaway` is set
+        when one comes, `wait_closed()` waits for the end of the connection."""
+        self._reader = asyncio.create_task(self._read_all())
+
+    async def _read_all(self) -> None:
+        while await self.next_frame(timeout=None) is not None:
+            pass
+
+    async def wait_closed(self, timeout: float = 30.0) -> None:
+        """With `read_in_background`: until the server has closed the connection."""
+        assert self._reader is not None, "call read_in_background() first"
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
 
     def new_stream(self) -> int:
         stream_id = self.next_stream
@@ -178,7 +195,7 @@ class RawPeer:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    async def next_frame(self, timeout: float = 20.0) -> Frame | None:
+    async def next_frame(self, timeout: float | None = 20.0) -> Frame | None:
         """The next frame from the server; None once the connection is closed."""
         while True:
             if len(self.buffer) >= 9:
@@ -264,7 +281,8 @@ class RawPeer:
         """Close with an RST (SO_LINGER 0), as a crashed client would."""
         sock = self.writer.get_extra_info("socket")
         if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):  # already closed by the server
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.writer.transport.abort()
 
     async def close(self) -> None:
