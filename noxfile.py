@@ -165,11 +165,13 @@ def codegen_check(session: nox.Session) -> None:
 
 
 @nox.session
-def tests(session: nox.Session) -> None:
-    """The test suite against the package installed as a user would install it."""
+@nox.parametrize("engine", ["nghttp2", "h2"])
+def tests(session: nox.Session, engine: str) -> None:
+    """The test suite against the package installed as a user would install it, once per
+    HTTP/2 engine (GREET_HTTP2_ENGINE: servers, clients and the CLI in the tests all use it)."""
     install_group(session, "test")
     session.install(".")
-    session.run("pytest", *(session.posargs or ["-q"]))
+    session.run("pytest", *(session.posargs or ["-q"]), env={"GREET_HTTP2_ENGINE": engine})
 
 
 def runtime_dependencies() -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpcio_calls import say_hello as grpcio_say_hello
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
 from raw_http2 import (
     RawPeer,
@@ -29,8 +30,8 @@ from raw_http2 import (
     window_update,
 )
 
-from generated.greet_service import HelloResponse, NamesList
-from greet.testing import ServerProcess, wait_until
+from generated.greet_service import HelloResponse, NamesList, NoParam
+from greet.testing import ServerProcess
 
 ENHANCE_YOUR_CALM = 0xB
 REFUSED_STREAM = 0x7
@@ -56,18 +57,14 @@ class Prober:
 
     def __init__(self, target: str) -> None:
         self.channel = grpc.aio.insecure_channel(target)
-        self.say_hello = self.channel.unary_unary(
-            "/greet_service.GreetService/SayHello",
-            request_serializer=lambda _: b"",
-            response_deserializer=HelloResponse.FromString,
-        )
+        self.say_hello = grpcio_say_hello(self.channel)
         self.ok = 0
         self.failures: list[str] = []
         self._task: asyncio.Task[None] | None = None
 
     async def call(self) -> None:
         try:
-            reply = await self.say_hello(None, timeout=10)
+            reply = await self.say_hello(NoParam(), timeout=10)
         except grpc.aio.AioRpcError as error:
             self.failures.append(f"{error.code()}: {error.details()}")
         else:
@@ -184,7 +181,9 @@ async def test_a_peer_that_never_reads_its_acks_is_closed(server: ServerProcess)
 
 async def test_unknown_frame_types_are_ignored(server: ServerProcess) -> None:
     peer = await RawPeer.connect(server.target)
-    peer.write(b"".join(unknown_frame(kind) for kind in (0x20, 0x7F, 0xFA, 0xFF)))  # undefined types
+    peer.write(
+        b"".join(unknown_frame(kind) for kind in (0x20, 0x7F, 0xFA, 0xFF))
+    )  # undefined types
     peer.write(unknown_frame(0xFB, b"on a stream", stream_id=1))
     stream_id = peer.request("SayHello")
     response = await peer.response(stream_id)
@@ -246,7 +245,9 @@ async def test_connection_churn_leaves_nothing_behind(server: ServerProcess) -> 
 
     async def churn() -> None:
         peer = await RawPeer.connect(server.target)
-        peer.write(peer.headers(peer.new_stream(), request_headers("SayHelloBidirectionalStreaming")))
+        peer.write(
+            peer.headers(peer.new_stream(), request_headers("SayHelloBidirectionalStreaming"))
+        )
         await peer.drain()
         peer.reset_socket()
 
@@ -400,8 +401,17 @@ async def test_a_protocol_error_gets_goaway_with_its_code_first(
         [*request_headers(), (":protocol-x", "1")],  # unknown pseudo-header
         [(":path", ""), *(h for h in request_headers() if h[0] != ":path")],  # empty :path
     ],
-    ids=["no-method", "no-path", "uppercase", "connection", "keep-alive", "te-gzip",
-         "pseudo-after-regular", "unknown-pseudo", "empty-path"],  # fmt: skip
+    ids=[
+        "no-method",
+        "no-path",
+        "uppercase",
+        "connection",
+        "keep-alive",
+        "te-gzip",
+        "pseudo-after-regular",
+        "unknown-pseudo",
+        "empty-path",
+    ],
 )
 async def test_malformed_request_headers_get_a_stream_error(
     server: ServerProcess, headers: list[tuple[str, str]]

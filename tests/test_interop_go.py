@@ -12,25 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import signal
-import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from go_interop import GoBinaries
 from prometheus_client.parser import text_string_to_metric_families
 
 from greet.client import GreetClient
 from greet.testing import ServerProcess
 
-BUILD_SCRIPT = Path(__file__).parent / "interop" / "build_go.sh"
-DEBIAN_PACKAGES = (
-    "golang-go golang-google-grpc-dev golang-google-protobuf-dev "
-    "golang-github-golang-protobuf-1-5-dev protobuf-compiler"
-)
 NAMES = ["Akhil", "Alice", "Bob"]
 UNUSUAL_NAMES = ["Zoë", "Ærøskøbing", "世界", "Привет", "👋🏽", "a b\tc", "", 'q"uote\\']
 GO_READY = re.compile(r"greet server listening on (\S+)")
@@ -42,12 +36,6 @@ CALL_KINDS = ("unary", "server-stream", "client-stream", "bidi")
 GOOD_TOKEN = "go-interop-token-7f3a"
 METRICS_LINE = re.compile(r"metrics on (http://\S+)")
 GRPC_CT = {"content-type": ["application/grpc"]}
-
-
-@dataclass(frozen=True)
-class GoBinaries:
-    client: Path
-    server: Path
 
 
 @dataclass(frozen=True)
@@ -74,25 +62,6 @@ class GoRun:
     def status_codes(self) -> list[tuple[object, object, object]]:
         """(call, code, status name) of each call that ended in a non-OK status."""
         return [(s["call"], s["code"], s["status"]) for s in self.statuses]
-
-
-@pytest.fixture(scope="session")
-def go_binaries(tmp_path_factory: pytest.TempPathFactory) -> GoBinaries:
-    """Build the Go client and server once per session (about 15 s cold, 1 s with Go's cache)."""
-    missing = [tool for tool in ("go", "protoc") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(
-            f"{' and '.join(missing)} not found: the grpc-go interop tests need the Debian "
-            f"packages {DEBIAN_PACKAGES}",
-            pytrace=False,
-        )
-    out = tmp_path_factory.mktemp("go")
-    build = subprocess.run(
-        [str(BUILD_SCRIPT), str(out)], capture_output=True, text=True, timeout=600, check=False
-    )
-    if build.returncode != 0:
-        pytest.fail(f"building the Go interop binaries failed:\n{build.stderr}", pytrace=False)
-    return GoBinaries(client=out / "greet-go-client", server=out / "greet-go-server")
 
 
 async def run_go_client(

@@ -47,6 +47,7 @@ from greet.client.pool import PoolOptions
 from greet.client.retry import RetryPolicy
 from greet.client.tls_flags import ssl_context_from_flags
 from greet.errors import RpcError
+from greet.transport import ENGINE_NAMES, ChannelConfig, ClientKeepalive
 
 __all__ = [
     "DEFAULT_NAMES",
@@ -235,6 +236,37 @@ def add_connection_flags(parser: argparse.ArgumentParser, *, after_command: bool
         help="seconds between re-resolutions of dns:/// names "
         f"(default {PoolOptions.resolve_interval:g})",
     )
+    add(
+        "--http2-engine",
+        choices=ENGINE_NAMES,
+        default=default(None),
+        help="HTTP/2 implementation (default: $GREET_HTTP2_ENGINE, else nghttp2 where ngh2 "
+        "installs, else h2)",
+    )
+    add(
+        "--keepalive-time",
+        type=positive_seconds,
+        default=default(None),
+        metavar="SECONDS",
+        help="ping a server that has sent nothing for this long (default: off); keep it at or "
+        "above the server's --keepalive-min-time",
+    )
+    add(
+        "--keepalive-timeout",
+        type=positive_seconds,
+        default=default(ClientKeepalive.timeout),
+        metavar="SECONDS",
+        help="a ping unanswered this long closes the connection "
+        f"(default {ClientKeepalive.timeout:g})",
+    )
+    add(
+        "--handshake-timeout",
+        type=positive_seconds,
+        default=default(ChannelConfig.handshake_timeout),
+        metavar="SECONDS",
+        help="seconds a connection has to start HTTP/2 (TCP, TLS and the server's settings) "
+        f"(default {ChannelConfig.handshake_timeout:g})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,6 +429,7 @@ class ClientSetup:
     max_attempts: int
     connections: int
     resolve_interval: float
+    transport: ChannelConfig
 
     def client(self) -> GreetClient:
         try:
@@ -412,6 +445,7 @@ class ClientSetup:
                     connections_per_endpoint=self.connections,
                     resolve_interval=self.resolve_interval,
                 ),
+                transport=self.transport,
             )
         except ValueError as error:
             raise ConnectionFlagError(str(error)) from None
@@ -447,6 +481,17 @@ def client_setup(args: argparse.Namespace) -> ClientSetup:
         max_attempts=args.max_attempts,
         connections=args.connections,
         resolve_interval=args.resolve_interval,
+        transport=channel_config(args),
+    )
+
+
+def channel_config(args: argparse.Namespace) -> ChannelConfig:
+    """The HTTP/2 connection settings the flags describe."""
+    keepalive = ClientKeepalive(time=args.keepalive_time, timeout=args.keepalive_timeout)
+    if args.http2_engine is None:
+        return ChannelConfig(keepalive=keepalive, handshake_timeout=args.handshake_timeout)
+    return ChannelConfig(
+        engine=args.http2_engine, keepalive=keepalive, handshake_timeout=args.handshake_timeout
     )
 
 

@@ -48,7 +48,7 @@ BIDI_STREAMING = SERVICE + "SayHelloBidirectionalStreaming"
 
 CALL_ERRORS = (GRPCError, StreamTerminatedError, OSError)  # asyncio.TimeoutError is an OSError
 
-RESET_STATUS = {
+RESET_STATUS: dict[int, Status] = {
     ErrorCode.REFUSED_STREAM: Status.UNAVAILABLE,
     ErrorCode.CANCEL: Status.CANCELLED,
     ErrorCode.ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED,
@@ -218,7 +218,7 @@ class GreetClient:
                     metadata=self.metadata,
                 ) as stream:
                     await stream.send_message(request, end=True)
-                    reply = await stream.recv_message()
+                    reply: HelloResponse | None = await stream.recv_message()
             except CALL_ERRORS as error:
                 await self._failed(error, state, channel, attempts, deadline)
                 continue
@@ -280,7 +280,7 @@ class GreetClient:
                         async for message in replay.attempt():
                             await stream.send_message(message)
                         await stream.end()
-                        reply = await stream.recv_message()
+                        reply: MessagesList | None = await stream.recv_message()
                 except CALL_ERRORS as error:
                     await self._failed(error, state, channel, attempts, deadline, replay.replayable)
                     continue

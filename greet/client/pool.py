@@ -3,9 +3,9 @@
 - Targets are `host:port` endpoints or `dns:///host:port` names; a name stands for every address
   it resolves to and is resolved again every `PoolOptions.resolve_interval` seconds (addresses that
   appear are added, addresses that disappear are dropped).
-- Each endpoint has `connections_per_endpoint` HTTP/2 connections (greet.transport Channels, opened on
-  first use); calls go round-robin over the healthy endpoints and, within an endpoint, over its
-  connections.
+- Each endpoint has `connections_per_endpoint` HTTP/2 connections (greet.transport Channels,
+  opened on first use); calls go round-robin over the healthy endpoints and, within an endpoint,
+  over its connections.
 - An endpoint whose connection fails (refused, reset, GOAWAY) is taken out at once; a background
   probe reconnects with exponential backoff and jitter and puts it back when a connection opens.
 - Backup targets are used only while every primary endpoint is down. When everything is down,

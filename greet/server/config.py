@@ -197,7 +197,7 @@ class ServerConfig:
     )
     keepalive_min_time: float = setting(
         300.0,
-        POSITIVE_SECONDS,
+        SECONDS,
         "least seconds between client pings the server accepts",
         section=CONNECTIONS,
     )

@@ -1,23 +1,23 @@
 """greet's HTTP/2 transport: grpclib's servicer, stub and stream APIs on a layer greet owns.
 
-    engine.py             the HTTP/2 engine seam (Http2Engine, EngineEvents) and its choice
-    engine_nghttp2.py     libnghttp2 through ngh2 (the default where its wheel installs)
-    engine_h2.py          pure-Python h2 (the fallback)
-    frames.py             the few raw frames greet writes itself
-    headers.py            RFC 9113 request header checks (for the h2 engine)
-    receiving.py          receive limits: gRPC message framing, size limit first
-    decoding.py           strict decoding: malformed protobuf is INVALID_ARGUMENT
-    policy.py             abuse limits: RST_STREAM and SETTINGS token buckets, ping strikes
-    lifecycle.py          handshake timeout, keepalive, idleness, maximum age
-    writes.py             write batching: one socket write per event-loop round
-    server_stream.py      ServerCall (a grpclib.server.Stream) and the call runner
-    server_connection.py  one server connection: calls, limits, drain
-    server.py             TransportServer (a grpclib.server.Server): connections, shutdown
-    client_stream.py      ClientStream (a grpclib.client.Stream)
-    client_connection.py  one client connection: streams, GOAWAY, keepalive, handshake
-    channel.py            Channel (a grpclib.client.Channel) on the engine of choice
-    errors.py             how a client stream ends badly, as types
-    config.py             TransportConfig, KeepalivePolicy, ChannelConfig, ClientKeepalive
+engine.py             the HTTP/2 engine seam (Http2Engine, EngineEvents) and its choice
+engine_nghttp2.py     libnghttp2 through ngh2 (the default where its wheel installs)
+engine_h2.py          pure-Python h2 (the fallback)
+frames.py             the few raw frames greet writes itself
+headers.py            RFC 9113 request header checks (for the h2 engine)
+receiving.py          receive limits: gRPC message framing, size limit first
+decoding.py           strict decoding: malformed protobuf is INVALID_ARGUMENT
+policy.py             abuse limits: RST_STREAM and SETTINGS token buckets, ping strikes
+lifecycle.py          handshake timeout, keepalive, idleness, maximum age
+writes.py             write batching: one socket write per event-loop round
+server_stream.py      ServerCall (a grpclib.server.Stream) and the call runner
+server_connection.py  one server connection: calls, limits, drain
+server.py             TransportServer (a grpclib.server.Server): connections, shutdown
+client_stream.py      ClientStream (a grpclib.client.Stream)
+client_connection.py  one client connection: streams, GOAWAY, keepalive, handshake
+channel.py            Channel (a grpclib.client.Channel) on the engine of choice
+errors.py             how a client stream ends badly, as types
+config.py             TransportConfig, KeepalivePolicy, ChannelConfig, ClientKeepalive
 """
 
 from greet.transport.channel import Channel

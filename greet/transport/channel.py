@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl as ssl_module
-from typing import Any
+from typing import Any, cast
 
 from grpclib.client import Channel as GrpclibChannel
 from grpclib.const import Cardinality
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
-from grpclib.metadata import Deadline, _MetadataLike
+from grpclib.metadata import Deadline, _Metadata, _MetadataLike
 from grpclib.protocol import Peer
 from multidict import MultiDict
 
@@ -119,7 +119,7 @@ class Channel(GrpclibChannel):
         assert connection._transport is not None
         return Peer(connection._transport)
 
-    def request(  # type: ignore[override]
+    def request(
         self,
         name: str,
         cardinality: Cardinality,
@@ -137,7 +137,7 @@ class Channel(GrpclibChannel):
         return ClientStream(
             self,
             name,
-            MultiDict(metadata or ()),  # type: ignore[arg-type]
+            cast(_Metadata, MultiDict(metadata or ())),
             cardinality,
             request_type,
             reply_type,

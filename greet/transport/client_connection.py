@@ -20,7 +20,7 @@ import socket
 from typing import TYPE_CHECKING, cast
 
 from greet.transport.config import ChannelConfig
-from greet.transport.engine import EngineFailure, ErrorCode, Headers, new_engine
+from greet.transport.engine import EngineFailure, ErrorCode, Headers, StreamGone, new_engine
 from greet.transport.errors import (
     ConnectionLost,
     HandshakeFailed,
@@ -132,11 +132,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self._ready.done():
             reason = f": {exc}" if exc else ""
-            hint = (
-                ""
-                if self.tls
-                else "; if the server serves TLS, connect with TLS (--tls-ca)"
-            )
+            hint = "" if self.tls else "; if the server serves TLS, connect with TLS (--tls-ca)"
             self._ready.set_exception(
                 HandshakeFailed(
                     f"{self.target} closed the connection before HTTP/2 started{reason}{hint}"
@@ -192,7 +188,11 @@ class ClientConnection(asyncio.Protocol):
                 waiter.set_result(None)
 
     def open_stream(self, stream: ClientStream, headers: Headers, end_stream: bool) -> int:
-        stream_id = self.engine.send_request(headers, end_stream=end_stream)
+        try:
+            stream_id = self.engine.send_request(headers, end_stream=end_stream)
+        except StreamGone as error:
+            self.goaway_received = True  # no new streams here: the next call reconnects
+            raise NotProcessed(f"{self.target}: cannot open a stream: {error}") from None
         self.streams[stream_id] = stream
         self.writes.request()
         return stream_id
@@ -244,7 +244,9 @@ class ClientConnection(asyncio.Protocol):
         blocked = self._write_paused or engine.queued_total() > self.config.connection_send_buffer
         self.send_blocked = blocked
         if self._writers and not blocked:
-            ready = [w for w in self._writers if engine.queued(w.stream_id) <= self.stream_send_buffer]
+            ready = [
+                w for w in self._writers if engine.queued(w.stream_id) <= self.stream_send_buffer
+            ]
             for writer in ready:
                 self._writers.discard(writer)
                 writer.writable()
@@ -270,9 +272,7 @@ class ClientConnection(asyncio.Protocol):
     def _keepalive_expired(self) -> None:
         self._keepalive_deadline = None
         log.info("%s did not answer a keepalive ping: closing the connection", self.target)
-        self._lost(
-            f"keepalive ping not answered within {self.config.keepalive.timeout:g}s"
-        )
+        self._lost(f"keepalive ping not answered within {self.config.keepalive.timeout:g}s")
         if self._transport is not None:
             self._transport.abort()
 

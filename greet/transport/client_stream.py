@@ -30,7 +30,7 @@ from grpclib.metadata import (
 )
 from multidict import MultiDict
 
-from greet.transport.engine import ErrorCode, Header, Headers
+from greet.transport.engine import ErrorCode, Header, Headers, StreamGone
 from greet.transport.errors import StreamReset
 from greet.transport.receiving import MessageFramer
 
@@ -130,7 +130,9 @@ class ClientStream(Stream[Any, Any]):
 
     def stream_closed(self, error_code: int) -> None:
         if not self.remote_ended and self.failure is None:
-            self.failure = StreamReset(error_code, f"the stream closed ({ErrorCode(error_code).name})")
+            self.failure = StreamReset(
+                error_code, f"the stream closed ({ErrorCode(error_code).name})"
+            )
         self._wake()
 
     def terminate(self, error: StreamTerminatedError) -> None:
@@ -272,9 +274,14 @@ class ClientStream(Stream[Any, Any]):
         connection = self.connection
         assert connection is not None
         engine = connection.engine
-        engine.send_data(
-            self.stream_id, b"\x00" + len(body).to_bytes(4, "big") + body, end_stream=end_stream
-        )
+        try:
+            engine.send_data(
+                self.stream_id,
+                b"\x00" + len(body).to_bytes(4, "big") + body,
+                end_stream=end_stream,
+            )
+        except StreamGone as error:
+            raise self.failure or StreamReset(0, f"the stream is gone: {error}") from None
         connection.sent()
         self._send_message_done = True
         self._messages_sent += 1
@@ -300,7 +307,10 @@ class ClientStream(Stream[Any, Any]):
             raise self.failure
         connection = self.connection
         assert connection is not None
-        connection.engine.end_stream(self.stream_id)
+        try:
+            connection.engine.end_stream(self.stream_id)
+        except StreamGone as error:
+            raise self.failure or StreamReset(0, f"the stream is gone: {error}") from None
         connection.sent()
         self._end_done = True
 

@@ -70,15 +70,16 @@ class TransportConfig:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_NAMES:
-            raise ValueError(f"HTTP/2 engine is one of {', '.join(ENGINE_NAMES)}, not {self.engine!r}")
+            raise ValueError(
+                f"HTTP/2 engine is one of {', '.join(ENGINE_NAMES)}, not {self.engine!r}"
+            )
         if self.max_message_bytes < 1:
             raise ValueError("max_message_bytes must be at least 1")
         if self.max_concurrent_streams < 1:
             raise ValueError("max_concurrent_streams must be at least 1")
         if not 1024 <= self.max_header_list_bytes <= EngineLimits.hard_header_list_size // 2:
             raise ValueError(
-                "max_header_list_bytes must be 1024 .. "
-                f"{EngineLimits.hard_header_list_size // 2}"
+                f"max_header_list_bytes must be 1024 .. {EngineLimits.hard_header_list_size // 2}"
             )
         check_seconds("handshake timeout", self.handshake_timeout)
         check_seconds("max connection idle", self.max_connection_idle)
@@ -129,7 +130,9 @@ class ChannelConfig:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_NAMES:
-            raise ValueError(f"HTTP/2 engine is one of {', '.join(ENGINE_NAMES)}, not {self.engine!r}")
+            raise ValueError(
+                f"HTTP/2 engine is one of {', '.join(ENGINE_NAMES)}, not {self.engine!r}"
+            )
         check_seconds("handshake timeout", self.handshake_timeout)
         if self.max_receive_message_bytes < 1:
             raise ValueError("max_receive_message_bytes must be at least 1")

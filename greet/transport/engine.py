@@ -44,6 +44,7 @@ __all__ = [
     "Header",
     "Headers",
     "Http2Engine",
+    "StreamGone",
     "default_engine_name",
     "describe_engine",
     "new_engine",
@@ -72,6 +73,10 @@ class ErrorCode(IntEnum):
     ENHANCE_YOUR_CALM = 0xB
     INADEQUATE_SECURITY = 0xC
     HTTP_1_1_REQUIRED = 0xD
+
+
+class StreamGone(Exception):
+    """A send on a stream the engine no longer has (reset, closed, or the session ended)."""
 
 
 class EngineFailure(Exception):
@@ -157,6 +162,8 @@ class Http2Engine(Protocol):
 
     def data_to_send(self) -> bytes:
         """Everything queued for the wire that flow control allows now."""
+
+    # Sends on a stream the engine no longer has raise StreamGone.
 
     def send_request(self, headers: Headers, end_stream: bool = False) -> int:
         """Open a stream with request headers; returns its id (client side)."""
@@ -244,8 +251,9 @@ def describe_engine(name: EngineName) -> str:
 
 
 class EngineFactory(Protocol):
-    def __call__(self, *, client: bool, limits: EngineLimits, events: EngineEvents) -> Http2Engine:
-        ...
+    def __call__(
+        self, *, client: bool, limits: EngineLimits, events: EngineEvents
+    ) -> Http2Engine: ...
 
 
 def engine_factory(name: EngineName) -> EngineFactory:

@@ -25,6 +25,7 @@ from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     PingAckReceived,
     PingReceived,
     RemoteSettingsChanged,
@@ -45,6 +46,7 @@ from greet.transport.engine import (
     EngineLimits,
     ErrorCode,
     Headers,
+    StreamGone,
 )
 from greet.transport.frames import SETTINGS_MAX_CONCURRENT_STREAMS, goaway_frame, settings_frame
 from greet.transport.headers import request_problem, trailers_problem
@@ -67,7 +69,7 @@ class GreetH2Connection(H2Connection):
 
     def __init__(self, config: H2Configuration, limits: EngineLimits) -> None:
         super().__init__(config)
-        initial: dict[SettingCodes | int, int] = {
+        initial: dict[SettingCodes, int] = {
             SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID,  # enforced per stream by greet
             SettingCodes.MAX_HEADER_LIST_SIZE: limits.hard_header_list_size,
             SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
@@ -78,7 +80,7 @@ class GreetH2Connection(H2Connection):
         self.local_settings = Settings(client=config.client_side, initial_values=initial)
         self.max_inbound_frame_size = limits.max_frame_size
 
-    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[object]]:
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
         """A GOAWAY is reported, and h2's state machine is left open for the streams in flight
         (greet's connection opens no new streams after it)."""
         event = ConnectionTerminated()
@@ -150,7 +152,9 @@ class H2Engine:
             events = self._h2.receive_data(data)
         except ProtocolError as error:
             self._open = False
-            code = ErrorCode(int(error.error_code)) if error.error_code else ErrorCode.PROTOCOL_ERROR
+            code = (
+                ErrorCode(int(error.error_code)) if error.error_code else ErrorCode.PROTOCOL_ERROR
+            )
             raise EngineFailure(code, str(error), goaway_queued=True) from error
         handler = self._events
         for event in events:
@@ -166,9 +170,10 @@ class H2Engine:
                 self._blocked = True
                 handler.on_window_update(event.stream_id or 0)
             elif isinstance(event, ResponseReceived):
-                assert event.stream_id is not None and event.headers is not None
+                assert event.stream_id is not None
+                assert event.headers is not None
                 ended = event.stream_ended is not None
-                handler.on_response(event.stream_id, list(event.headers), ended)  # type: ignore[arg-type]
+                handler.on_response(event.stream_id, list(event.headers), ended)
                 if ended:
                     self._on_remote_end(event.stream_id)
             elif isinstance(event, TrailersReceived):
@@ -200,8 +205,9 @@ class H2Engine:
 
     def _on_request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
-        assert stream_id is not None and event.headers is not None
-        headers: Headers = list(event.headers)  # type: ignore[arg-type]
+        assert stream_id is not None
+        assert event.headers is not None
+        headers: Headers = list(event.headers)
         problem = request_problem(headers)
         if problem is not None:
             self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
@@ -220,7 +226,8 @@ class H2Engine:
 
     def _on_data(self, event: DataReceived) -> None:
         stream_id = event.stream_id
-        assert stream_id is not None and event.data is not None
+        assert stream_id is not None
+        assert event.data is not None
         data = event.data
         padding = (event.flow_controlled_length or 0) - len(data)
         if padding > 0:
@@ -241,8 +248,9 @@ class H2Engine:
 
     def _on_trailers(self, event: TrailersReceived) -> None:
         stream_id = event.stream_id
-        assert stream_id is not None and event.headers is not None
-        headers: Headers = list(event.headers)  # type: ignore[arg-type]
+        assert stream_id is not None
+        assert event.headers is not None
+        headers: Headers = list(event.headers)
         if trailers_problem(headers) is not None:
             self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
             return
@@ -318,7 +326,7 @@ class H2Engine:
                 h2.end_stream(stream_id)
             if outbound.end or outbound.trailers is not None:
                 self._ended_local(stream_id)
-        except StreamClosedError:
+        except ProtocolError:  # the stream or the connection closed meanwhile
             self._outbound.pop(stream_id, None)
 
     def _ended_local(self, stream_id: int) -> None:
@@ -327,18 +335,26 @@ class H2Engine:
             self._report_closed(stream_id, 0)
 
     def send_request(self, headers: Headers, end_stream: bool = False) -> int:
-        stream_id = self._h2.get_next_available_stream_id()
-        self._h2.send_headers(stream_id, headers, end_stream=end_stream)
+        try:
+            stream_id = self._h2.get_next_available_stream_id()
+            self._h2.send_headers(stream_id, headers, end_stream=end_stream)
+        except ProtocolError as error:
+            raise StreamGone(str(error)) from error
         if end_stream:
             self._ended_local(stream_id)
         return stream_id
 
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None:
-        self._h2.send_headers(stream_id, headers, end_stream=end_stream)
+        try:
+            self._h2.send_headers(stream_id, headers, end_stream=end_stream)
+        except ProtocolError as error:
+            raise StreamGone(str(error)) from error
         if end_stream:
             self._ended_local(stream_id)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        if not self.is_stream_open(stream_id):
+            raise StreamGone(f"stream {stream_id} is closed")
         outbound = self._outbound.get(stream_id)
         if outbound is None:
             outbound = self._outbound[stream_id] = _Outbound()
@@ -350,18 +366,24 @@ class H2Engine:
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
         outbound = self._outbound.get(stream_id)
-        if outbound is None:
-            self._h2.send_headers(stream_id, headers, end_stream=True)
-            self._ended_local(stream_id)
-        else:
+        if outbound is not None:
             outbound.trailers = headers
+            return
+        try:
+            self._h2.send_headers(stream_id, headers, end_stream=True)
+        except ProtocolError as error:
+            raise StreamGone(str(error)) from error
+        self._ended_local(stream_id)
 
     def end_stream(self, stream_id: int) -> None:
         if stream_id in self._outbound:
             self._outbound[stream_id].end = True
-        else:
+            return
+        try:
             self._h2.end_stream(stream_id)
-            self._ended_local(stream_id)
+        except ProtocolError as error:
+            raise StreamGone(str(error)) from error
+        self._ended_local(stream_id)
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         self._outbound.pop(stream_id, None)
@@ -376,7 +398,7 @@ class H2Engine:
             try:
                 self._h2.acknowledge_received_data(size, stream_id)
             except ProtocolError:
-                pass  # the connection is closing
+                return  # the connection is closing
 
     def queued(self, stream_id: int) -> int:
         outbound = self._outbound.get(stream_id)

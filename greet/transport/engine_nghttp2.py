@@ -13,6 +13,8 @@ engines alike, and answers with GOAWAY ENHANCE_YOUR_CALM.
 
 from __future__ import annotations
 
+from typing import Any
+
 import ngh2
 
 from greet.transport.engine import (
@@ -21,16 +23,23 @@ from greet.transport.engine import (
     EngineLimits,
     ErrorCode,
     Headers,
+    StreamGone,
 )
 from greet.transport.frames import (
     SETTINGS_MAX_CONCURRENT_STREAMS,
     SettingsAckFilter,
+    goaway_frame,
     settings_frame,
 )
 
 __all__ = ["NgHttp2Engine"]
 
+MAX_STREAM_ID = 2**31 - 1
 UNLIMITED_RATE = (2**62, 2**62)  # token bucket (burst, rate) that never runs dry
+RECEIVE_SLICE = 16384
+"""Input is handed to libnghttp2 at most this much at a time, and the events of each slice are
+handled before the next: greet's own flood limits (PING strikes, the SETTINGS bucket) then act
+before libnghttp2's backstop (`max_outbound_ack`, at twice greet's limit) trips inside one read."""
 
 DataReceived = ngh2.DataReceived
 RequestReceived = ngh2.RequestReceived
@@ -49,7 +58,7 @@ ConnectionClosed = ngh2.ConnectionClosed
 class NgHttp2Engine:
     """One connection's libnghttp2 session."""
 
-    __slots__ = ("_client", "_conn", "_events", "_filter", "_first", "_halted", "_limits", "_open")
+    __slots__ = ("_client", "_conn", "_events", "_filter", "_halted", "_limits", "_open", "_raw")
 
     def __init__(self, *, client: bool, limits: EngineLimits, events: EngineEvents) -> None:
         self._client = client
@@ -60,12 +69,12 @@ class NgHttp2Engine:
             max_inbound_header_list_size=limits.hard_header_list_size,
             max_inbound_header_count=limits.hard_header_count,
             max_continuations=limits.max_continuations,
-            max_outbound_ack=limits.max_outbound_acks,
+            max_outbound_ack=2 * limits.max_outbound_acks,
             stream_reset_rate_limit=UNLIMITED_RATE,
         )
         self._conn = ngh2.Connection(ngh2.Role.CLIENT if client else ngh2.Role.SERVER, config)
         self._filter: SettingsAckFilter | None = None
-        self._first = b""  # greet's SETTINGS frame, sent after the engine's first output
+        self._raw = b""  # greet's own frames, sent after the engine's pending output
         self._open = True
         self._halted = False
 
@@ -81,7 +90,7 @@ class NgHttp2Engine:
         self._conn.initiate_connection(settings)
         self._conn.set_local_window_size(limits.connection_window_size)
         if not self._client:
-            self._first = settings_frame(
+            self._raw = settings_frame(
                 {SETTINGS_MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams}
             )
             self._filter = SettingsAckFilter(skip_acks=1, server=True)
@@ -94,6 +103,16 @@ class NgHttp2Engine:
             data = ack_filter(data)
             if ack_filter.done:
                 self._filter = None
+        if len(data) <= RECEIVE_SLICE:
+            self._receive(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), RECEIVE_SLICE):
+            self._receive(view[start : start + RECEIVE_SLICE])
+            if self._halted:
+                return
+
+    def _receive(self, data: bytes | memoryview) -> None:
         try:
             self._conn.receive_data(data)
         except ngh2.DenialOfServiceError as error:
@@ -101,9 +120,7 @@ class NgHttp2Engine:
             raise EngineFailure(ErrorCode.ENHANCE_YOUR_CALM, str(error)) from error
         except ngh2.ConnectionStateError as error:
             # libnghttp2 already ended the connection (its GOAWAY is queued) on earlier input
-            raise EngineFailure(
-                ErrorCode.PROTOCOL_ERROR, str(error), goaway_queued=True
-            ) from error
+            raise EngineFailure(ErrorCode.PROTOCOL_ERROR, str(error), goaway_queued=True) from error
         except ngh2.NGH2Error as error:
             self._open = False
             raise EngineFailure(ErrorCode.PROTOCOL_ERROR, str(error)) from error
@@ -111,7 +128,8 @@ class NgHttp2Engine:
 
     def _dispatch(self) -> None:
         events = self._events
-        for event in self._conn.events():
+        pending: list[Any] = self._conn.events()  # narrowed by `type(event) is` below
+        for event in pending:
             if self._halted:
                 break
             kind = type(event)
@@ -153,39 +171,54 @@ class NgHttp2Engine:
             self._open = False
             return b""
         self._dispatch()  # serializing can close streams (StreamClosed) or the connection
-        if self._first:
-            out += self._first
-            self._first = b""
+        if self._raw:
+            out += self._raw
+            self._raw = b""
         return out
 
     def send_request(self, headers: Headers, end_stream: bool = False) -> int:
-        return self._conn.send_request(headers, end_stream=end_stream)
+        try:
+            return self._conn.send_request(headers, end_stream=end_stream)
+        except ngh2.NGH2Error as error:
+            raise StreamGone(str(error)) from error
 
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None:
-        self._conn.send_response(stream_id, headers, end_stream=end_stream)
+        try:
+            self._conn.send_response(stream_id, headers, end_stream=end_stream)
+        except ngh2.NGH2Error as error:
+            raise StreamGone(str(error)) from error
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        self._conn.send_data(stream_id, data, end_stream=end_stream)
+        try:
+            self._conn.send_data(stream_id, data, end_stream=end_stream)
+        except ngh2.NGH2Error as error:
+            raise StreamGone(str(error)) from error
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
-        self._conn.send_trailers(stream_id, headers)
+        try:
+            self._conn.send_trailers(stream_id, headers)
+        except ngh2.NGH2Error as error:
+            raise StreamGone(str(error)) from error
 
     def end_stream(self, stream_id: int) -> None:
-        self._conn.end_stream(stream_id)
+        try:
+            self._conn.end_stream(stream_id)
+        except ngh2.NGH2Error as error:
+            raise StreamGone(str(error)) from error
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         if self._open:
             try:
                 self._conn.reset_stream(stream_id, error_code)
             except ngh2.NGH2Error:
-                pass  # already closed: nothing to reset
+                return  # already closed: nothing to reset
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size and self._open:
             try:
                 self._conn.acknowledge_received_data(size, stream_id)
             except (ngh2.NGH2Error, ValueError):
-                pass  # the connection failed meanwhile; nothing left to acknowledge
+                return  # the connection failed meanwhile; nothing left to acknowledge
 
     def queued(self, stream_id: int) -> int:
         try:
@@ -206,13 +239,16 @@ class NgHttp2Engine:
     def goaway(self, error_code: int, last_stream_id: int, debug: bytes = b"") -> None:
         if not self._open:
             return
+        if last_stream_id >= MAX_STREAM_ID and error_code == 0:
+            # The first GOAWAY of a graceful drain, written by greet (libnghttp2's shutdown
+            # notice carries no debug data, and its send_goaway ends the session at once):
+            # libnghttp2 goes on accepting streams until the final GOAWAY.
+            self._raw += goaway_frame(MAX_STREAM_ID, 0, debug)
+            return
         try:
-            if last_stream_id >= 2**31 - 1 and error_code == 0 and not self._client:
-                self._conn.send_shutdown_notice()
-            else:
-                self._conn.send_goaway(error_code, last_stream_id=last_stream_id, debug_data=debug)
+            self._conn.send_goaway(error_code, last_stream_id=last_stream_id, debug_data=debug)
         except ngh2.NGH2Error:
-            pass  # a GOAWAY is on its way already
+            return  # a GOAWAY is on its way already
 
     def halt(self) -> None:
         self._halted = True

@@ -61,8 +61,8 @@ class ConnectionLifecycle:
         "_keepalive",
         "_keepalive_deadline",
         "_loop",
-        "last_read",
         "last_call_ended",
+        "last_read",
     )
 
     def __init__(
@@ -125,6 +125,10 @@ class ConnectionLifecycle:
 
     def _keepalive_expired(self) -> None:
         self._keepalive_deadline = None
+        log.info(
+            "keepalive ping not acknowledged within %gs: closing the connection",
+            self._config.keepalive.timeout,
+        )
         self._connection.close(
             f"keepalive ping not acknowledged within {self._config.keepalive.timeout:g}s"
         )

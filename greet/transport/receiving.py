@@ -57,7 +57,9 @@ class MessageFramer:
             size = len(data)
             pos = 0
             while size - pos >= PREFIX_SIZE:
-                length = self._check_prefix(data[pos], int.from_bytes(data[pos + 1 : pos + 5], "big"))
+                length = self._check_prefix(
+                    data[pos], int.from_bytes(data[pos + 1 : pos + 5], "big")
+                )
                 end = pos + PREFIX_SIZE + length
                 if end > size:
                     break

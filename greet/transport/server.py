@@ -93,16 +93,25 @@ class TransportServer(Server):
         if self.listener is not None:
             raise RuntimeError("Server is already started")
         loop = asyncio.get_running_loop()
-        self.listener = await loop.create_server(
-            self.connection_factory,
-            None if sock is not None else host,
-            None if sock is not None else port,
-            sock=sock,
-            ssl=ssl,
-            backlog=backlog,
-            reuse_port=reuse_port,
-            ssl_handshake_timeout=self.transport_config.handshake_timeout if ssl else None,
-        )
+        handshake = self.transport_config.handshake_timeout if ssl else None
+        if sock is not None:
+            self.listener = await loop.create_server(
+                self.connection_factory,
+                sock=sock,
+                ssl=ssl,
+                backlog=backlog,
+                ssl_handshake_timeout=handshake,
+            )
+        else:
+            self.listener = await loop.create_server(
+                self.connection_factory,
+                host,
+                port or 0,
+                ssl=ssl,
+                backlog=backlog,
+                reuse_port=reuse_port,
+                ssl_handshake_timeout=handshake,
+            )
 
     @property
     def address(self) -> tuple[str, int]:

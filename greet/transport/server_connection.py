@@ -32,7 +32,14 @@ from grpclib.const import Handler, Status
 from grpclib.metadata import Deadline, decode_metadata, encode_grpc_message
 from grpclib.protocol import Peer
 
-from greet.transport.engine import EngineFailure, ErrorCode, Header, Headers, new_engine
+from greet.transport.engine import (
+    EngineFailure,
+    ErrorCode,
+    Header,
+    Headers,
+    StreamGone,
+    new_engine,
+)
 from greet.transport.frames import goaway_frame
 from greet.transport.lifecycle import ConnectionLifecycle
 from greet.transport.policy import PingStrikes, TokenBucket
@@ -211,7 +218,9 @@ class ServerConnection(asyncio.Protocol):
             call.unacked = 0
             self.writes.request()
 
-    def send_trailers(self, call: ServerCall, headers: list[Header], *, trailers_only: bool) -> None:
+    def send_trailers(
+        self, call: ServerCall, headers: list[Header], *, trailers_only: bool
+    ) -> None:
         if trailers_only:
             self.engine.send_headers(call.stream_id, headers, end_stream=True)
         else:
@@ -245,8 +254,10 @@ class ServerConnection(asyncio.Protocol):
             (b"grpc-status", STATUS_VALUES[status]),
             (b"grpc-message", encode_grpc_message(message).encode()),
         ]
-        engine = self.engine
-        engine.send_headers(stream_id, headers, end_stream=True)
+        try:
+            self.engine.send_headers(stream_id, headers, end_stream=True)
+        except StreamGone:
+            return  # reset by the client already: nobody to answer
         if not ended:
             self._reset_after_trailers.append(stream_id)
         self.writes.request()
@@ -373,8 +384,7 @@ class ServerConnection(asyncio.Protocol):
             self._answer(
                 stream_id,
                 Status.RESOURCE_EXHAUSTED,
-                f"request headers are {size} bytes; the limit (--max-header-list-bytes) is "
-                f"{limit}",
+                f"request headers are {size} bytes; the limit (--max-header-list-bytes) is {limit}",
                 ended=end_stream,
             )
             return
@@ -416,7 +426,10 @@ class ServerConnection(asyncio.Protocol):
         handler: Handler | None = server.methods.get(method_name or "")
         if handler is None:
             self._answer(
-                stream_id, Status.UNIMPLEMENTED, f"Method not found: {method_name}", ended=end_stream
+                stream_id,
+                Status.UNIMPLEMENTED,
+                f"Method not found: {method_name}",
+                ended=end_stream,
             )
             return
         headers = [(name.decode("ascii"), value.decode("latin-1")) for name, value in raw]

@@ -21,7 +21,9 @@ with the traceback logged) and always releases what the call held.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from grpclib.const import Handler, Status
@@ -39,7 +41,7 @@ from grpclib.protocol import Peer
 from grpclib.server import Stream
 from multidict import MultiDict
 
-from greet.transport.engine import ErrorCode, Header
+from greet.transport.engine import ErrorCode, Header, StreamGone
 from greet.transport.receiving import RECV_YIELD_EVERY, MessageFramer
 
 if TYPE_CHECKING:
@@ -58,7 +60,7 @@ OK_TRAILERS: list[Header] = [(b"grpc-status", b"0")]
 STATUS_VALUES = {status: str(status.value).encode() for status in Status}
 
 
-def _header_list(headers: list[tuple[str, str]]) -> list[Header]:
+def _header_list(headers: Collection[tuple[str, str]]) -> list[Header]:
     return [(name.encode("ascii"), value.encode("ascii")) for name, value in headers]
 
 
@@ -222,18 +224,24 @@ class ServerCall(Stream[Any, Any]):
         if self.closed:
             raise StreamTerminatedError("the stream is closed (reset by the client or lost)")
 
+    def _gone(self, error: StreamGone) -> StreamTerminatedError:
+        """The engine no longer has the stream: the call is over."""
+        self.terminate()
+        return StreamTerminatedError(f"the stream is gone: {error}")
+
     async def send_initial_metadata(self, *, metadata: _MetadataLike | None = None) -> None:
         if self._send_initial_metadata_done:
             raise ProtocolError("Initial metadata was already sent")
-        (sent,) = await self._dispatch.send_initial_metadata(
-            MultiDict(metadata or ())  # type: ignore[arg-type]
-        )
+        (sent,) = await self._dispatch.send_initial_metadata(MultiDict(metadata or ()))
         headers = RESPONSE_HEADERS
         if sent:
             headers = headers + _header_list(encode_metadata(sent))
         self._check_open()
         connection = self.connection
-        connection.engine.send_headers(self.stream_id, headers)
+        try:
+            connection.engine.send_headers(self.stream_id, headers)
+        except StreamGone as error:
+            raise self._gone(error) from None
         self._send_initial_metadata_done = True
         connection.sent_something()
 
@@ -248,7 +256,10 @@ class ServerCall(Stream[Any, Any]):
         connection = self.connection
         engine = connection.engine
         stream_id = self.stream_id
-        engine.send_data(stream_id, b"\x00" + len(body).to_bytes(4, "big") + body)
+        try:
+            engine.send_data(stream_id, b"\x00" + len(body).to_bytes(4, "big") + body)
+        except StreamGone as error:
+            raise self._gone(error) from None
         self._send_message_done = True
         self._messages_sent += 1
         connection.sent_something()
@@ -259,8 +270,7 @@ class ServerCall(Stream[Any, Any]):
         connection = self.connection
         engine = connection.engine
         while not self.closed and (
-            engine.queued(self.stream_id) > connection.stream_send_buffer
-            or connection.send_blocked
+            engine.queued(self.stream_id) > connection.stream_send_buffer or connection.send_blocked
         ):
             waiter = self._send_waiter = asyncio.get_running_loop().create_future()
             connection.wait_writable(self)
@@ -285,9 +295,11 @@ class ServerCall(Stream[Any, Any]):
             and not self._send_message_done
             and status is Status.OK
         ):
-            raise ProtocolError("Unary response with OK status requires a single message to be sent")
+            raise ProtocolError(
+                "Unary response with OK status requires a single message to be sent"
+            )
         (sent,) = await self._dispatch.send_trailing_metadata(
-            MultiDict(metadata or ()),  # type: ignore[arg-type]
+            MultiDict(metadata or ()),
             status=status,
             status_message=status_message,
             status_details=status_details,
@@ -306,7 +318,10 @@ class ServerCall(Stream[Any, Any]):
             if sent:
                 headers += _header_list(encode_metadata(sent))
         self._check_open()
-        self.connection.send_trailers(self, headers, trailers_only=trailers_only)
+        try:
+            self.connection.send_trailers(self, headers, trailers_only=trailers_only)
+        except StreamGone as error:
+            raise self._gone(error) from None
         self._send_trailing_metadata_done = True
 
     async def cancel(self) -> None:
@@ -339,15 +354,17 @@ async def finish(
     """Send the trailers that end `call`, unless the stream is already done."""
     if call._send_trailing_metadata_done or call._cancel_done or call.closed:
         return
-    if status is Status.OK and not call._cardinality.server_streaming and not call._send_message_done:
+    if (
+        status is Status.OK
+        and not call._cardinality.server_streaming
+        and not call._send_message_done
+    ):
         log.error("%s returned without sending its one reply message", call._method_name)
         status, message = Status.UNKNOWN, "Internal Server Error"
-    try:
+    with contextlib.suppress(StreamTerminatedError):
         await call.send_trailing_metadata(
             status=status, status_message=message, status_details=details
         )
-    except StreamTerminatedError:
-        pass
 
 
 async def run_call(call: ServerCall) -> None:

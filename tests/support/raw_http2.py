@@ -41,9 +41,12 @@ def grpc_message(body: bytes = b"") -> bytes:
 
 def unknown_frame(frame_type: int, payload: bytes = b"x", stream_id: int = 0) -> bytes:
     """A frame of a type RFC 9113 does not define (receivers must ignore it)."""
-    return struct.pack(">I", len(payload))[1:] + bytes([frame_type, 0]) + struct.pack(
-        ">I", stream_id
-    ) + payload
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes([frame_type, 0])
+        + struct.pack(">I", stream_id)
+        + payload
+    )
 
 
 def request_headers(
@@ -247,7 +250,10 @@ class RawPeer:
                 block = self._header_block(frame)
                 if block is None or frame.stream_id != stream_id:
                     continue
-                decoded = {name: value for name, value in self.decoder.decode(block)}
+                decoded = {
+                    name.decode(): value.decode()
+                    for name, value in self.decoder.decode(block, raw=True)
+                }
                 ended = "END_STREAM" in self._first_flags
                 if not response.headers:
                     response.headers = decoded
@@ -287,10 +293,8 @@ class RawPeer:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
 
 def data(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:

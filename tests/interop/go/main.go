@@ -22,6 +22,11 @@
 //	                     details line above shows: BadRequest and ErrorInfo field by field,
 //	                     any other type by name, and a detail grpc-go could not decode as its error.
 //	-cancel-after N      -mode cancel: replies to read before cancelling each call (default 1).
+//	-repeat-for D        run the mode's calls again and again on the same connection for D
+//	                     (e.g. 3s), -repeat-every apart (default 50ms): for connection-lifetime
+//	                     tests (GOAWAY on max age, server keepalive pings).
+//	-keepalive D         client keepalive (grpc-go ClientParameters: Time and Timeout D,
+//	                     PermitWithoutStream); 0, the default, is off.
 //
 // -mode cancel makes a server-stream and then a bidi call with the names, reads -cancel-after
 // replies of each and cancels the call's context; grpc-go then reports Canceled (code 1).
@@ -46,6 +51,7 @@ import (
 	"github.com/golang/protobuf/proto"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -433,6 +439,9 @@ func main() {
 	showMetadata := flag.Bool("show-metadata", false, "print the response headers and trailers")
 	cancelAfter := flag.Int("cancel-after", 1, "-mode cancel: replies to read before cancelling")
 	showDetails := flag.Bool("show-details", false, "print the status details of failed calls")
+	repeatFor := flag.Duration("repeat-for", 0, "repeat the calls on one connection for this long")
+	repeatEvery := flag.Duration("repeat-every", 50*time.Millisecond, "pause between -repeat-for rounds")
+	keepaliveTime := flag.Duration("keepalive", 0, "client keepalive time and timeout (0: off)")
 	flag.Parse()
 
 	known := false
@@ -448,7 +457,13 @@ func main() {
 		names = []string{"Akhil", "Alice", "Bob"}
 	}
 
-	conn, err := grpc.Dial(*addr, grpc.WithInsecure())
+	options := []grpc.DialOption{grpc.WithInsecure()}
+	if *keepaliveTime > 0 {
+		options = append(options, grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time: *keepaliveTime, Timeout: *keepaliveTime, PermitWithoutStream: true,
+		}))
+	}
+	conn, err := grpc.Dial(*addr, options...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "did not connect: %v\n", err)
 		os.Exit(1)
@@ -462,6 +477,10 @@ func main() {
 		outgoing: outgoing.md, showMetadata: *showMetadata, cancelAfter: *cancelAfter, report: report,
 	}
 	c.run(*mode, names)
+	for end := time.Now().Add(*repeatFor); time.Now().Before(end); {
+		time.Sleep(*repeatEvery)
+		c.run(*mode, names)
+	}
 	if report.failed {
 		conn.Close()
 		os.Exit(1)

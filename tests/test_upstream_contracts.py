@@ -1,0 +1,216 @@
+"""Contract tests: every private upstream name greet still relies on, checked where it is used.
+
+greet.transport subclasses grpclib's Server, Stream and Channel and h2's H2Connection, and reads
+a few private names of grpclib and betterproto. grpclib (==0.4.9) and betterproto (==2.0.0b7) are
+pinned exactly and h2 is capped below 5; when an upgrade moves one of these names, the test named
+after it fails here, loudly, instead of a subclass silently falling back to upstream behaviour.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, cast
+
+import grpclib.client
+import grpclib.events
+import grpclib.metadata
+import grpclib.server
+import pytest
+from grpclib.const import Cardinality, Status
+from grpclib.encoding.proto import ProtoStatusDetailsCodec
+from grpclib.exceptions import GRPCError
+from h2.config import H2Configuration
+from h2.events import ConnectionTerminated
+from hyperframe.frame import GoAwayFrame
+
+from generated.greet_service import HelloRequest, HelloResponse, NamesList
+from greet.service import GreetService
+from greet.transport import Channel, TransportServer
+from greet.transport.client_stream import ClientStream
+from greet.transport.decoding import field_rules
+from greet.transport.engine import EngineLimits
+from greet.transport.engine_h2 import GreetH2Connection
+from greet.transport.server_stream import ServerCall
+
+# -- grpclib -----------------------------------------------------------------------------------
+
+
+def public_methods(cls: type) -> set[str]:
+    return {
+        name
+        for name, value in vars(cls).items()
+        if callable(value) and (not name.startswith("_") or name in ("__aenter__", "__aexit__"))
+    }
+
+
+def test_server_call_overrides_every_method_of_grpclib_server_stream() -> None:
+    """A method grpclib adds to its server Stream would reach grpclib's own HTTP/2 stream
+    (which ServerCall does not have): ServerCall must override each of them."""
+    upstream = public_methods(grpclib.server.Stream)
+    assert upstream == {
+        "recv_message",
+        "send_initial_metadata",
+        "send_message",
+        "send_trailing_metadata",
+        "cancel",
+        "__aenter__",
+        "__aexit__",
+    }
+    assert upstream <= public_methods(ServerCall)
+
+
+def test_server_stream_state_names_are_grpclib_s() -> None:
+    """ServerCall sets grpclib.server.Stream's private state (its class-level defaults)."""
+    for name in (
+        "_send_initial_metadata_done",
+        "_send_message_done",
+        "_send_trailing_metadata_done",
+        "_cancel_done",
+        "_messages_sent",
+        "_messages_received",
+    ):
+        assert hasattr(grpclib.server.Stream, name), name
+    init = inspect.signature(grpclib.server.Stream.__init__).parameters
+    for name in ("codec", "status_details_codec", "dispatch", "deadline", "user_agent"):
+        assert name in init, name
+
+
+def test_client_stream_overrides_every_method_of_grpclib_client_stream() -> None:
+    upstream = public_methods(grpclib.client.Stream)
+    assert upstream == {
+        "send_request",
+        "send_message",
+        "end",
+        "recv_initial_metadata",
+        "recv_message",
+        "recv_trailing_metadata",
+        "cancel",
+        "__aenter__",
+        "__aexit__",
+    }
+    assert upstream <= public_methods(ClientStream)
+
+
+async def test_client_stream_uses_grpclib_s_header_checks() -> None:
+    """ClientStream inherits grpclib's response checks (private methods) and its state."""
+    channel = Channel("127.0.0.1", 1)
+    stream = channel.request(
+        "/greet_service.GreetService/SayHello", Cardinality.UNARY_UNARY, HelloRequest, HelloResponse
+    )
+    for name in (
+        "_send_request_done",
+        "_end_done",
+        "_recv_initial_metadata_done",
+        "_recv_trailing_metadata_done",
+        "_trailers_only",
+        "_method_name",
+        "_metadata",
+        "_deadline",
+        "_dispatch",
+        "_codec",
+        "_send_type",
+        "_recv_type",
+        "_cardinality",
+    ):
+        assert hasattr(stream, name), name
+    stream._raise_for_status({":status": "200"})
+    with pytest.raises(GRPCError) as raised:
+        stream._raise_for_status({":status": "503"})
+    assert raised.value.status is Status.UNAVAILABLE
+    stream._raise_for_content_type({"content-type": "application/grpc"})
+    status, message, details = stream._process_grpc_status(
+        {"grpc-status": "3", "grpc-message": "bad%20name"}
+    )
+    assert (status, message, details) == (Status.INVALID_ARGUMENT, "bad name", None)
+    with pytest.raises(GRPCError):
+        stream._raise_for_grpc_status(status, message, details)
+    channel.close()
+
+
+def test_grpclib_metadata_names() -> None:
+    assert grpclib.metadata._STATUS_DETAILS_KEY == "grpc-status-details-bin"
+    assert grpclib.metadata._Metadata is not None
+    assert grpclib.metadata._MetadataLike is not None
+
+
+async def test_dispatch_objects_are_where_listen_looks() -> None:
+    """grpclib.events.listen(target, ...) uses `target.__dispatch__`; greet's Server and Channel
+    pass theirs to their calls, so listeners see greet's calls."""
+    server = TransportServer([GreetService()])
+    assert isinstance(server.__dispatch__, grpclib.events._DispatchServerEvents)
+    assert server.dispatch is server.__dispatch__
+    channel = Channel("127.0.0.1", 1)
+    assert isinstance(channel.__dispatch__, grpclib.events._DispatchChannelEvents)
+    grpclib.events.listen(server, grpclib.events.RecvRequest, on_request)
+    channel.close()
+
+
+async def on_request(event: grpclib.events.RecvRequest) -> None:
+    pass
+
+
+async def test_server_base_accepts_the_codecs() -> None:
+    server = TransportServer([GreetService()], status_details_codec=ProtoStatusDetailsCodec())
+    assert server.status_details_codec is not None
+    assert set(server.methods) == set(GreetService().__mapping__())
+
+
+def test_grpclib_private_typing_names() -> None:
+    import grpclib._typing as typing_names
+
+    for name in ("IServable", "ICheckable", "IServerMethodFunc"):
+        assert hasattr(typing_names, name), name
+
+
+# -- h2 ----------------------------------------------------------------------------------------
+
+
+def h2_server() -> GreetH2Connection:
+    connection = GreetH2Connection(
+        H2Configuration(client_side=False, header_encoding=None), EngineLimits()
+    )
+    connection.initiate_connection()
+    connection.data_to_send()
+    return connection
+
+
+def test_h2_goaway_override_keeps_streams_usable() -> None:
+    """h2 routes GOAWAY frames to `_receive_goaway_frame` (overridden): the event comes, and the
+    connection can still answer the streams in flight."""
+    from h2.connection import H2Connection
+
+    assert "_receive_goaway_frame" in vars(H2Connection)
+    client = GreetH2Connection(
+        H2Configuration(client_side=True, header_encoding=None), EngineLimits()
+    )
+    client.initiate_connection()
+    stream_id = client.get_next_available_stream_id()
+    client.send_headers(stream_id, [(b":method", b"POST"), (b":scheme", b"http"),
+                                    (b":path", b"/x"), (b":authority", b"a")])  # fmt: skip
+    events = client.receive_data(GoAwayFrame(0, last_stream_id=2**31 - 1).serialize())
+    assert any(isinstance(event, ConnectionTerminated) for event in events)
+    client.send_data(stream_id, b"still open", end_stream=True)  # would raise if CLOSED
+
+
+def test_h2_starts_with_greet_s_settings() -> None:
+    """h2 enforces `local_settings` from the first byte: MAX_CONCURRENT_STREAMS is greet's
+    (enforced per stream by greet), the header list limit is greet's hard one."""
+    connection = h2_server()
+    limits = EngineLimits()
+    assert connection.local_settings.max_concurrent_streams == 2**31 - 1
+    assert connection.local_settings.max_header_list_size == limits.hard_header_list_size
+    assert connection.max_inbound_frame_size == limits.max_frame_size
+    assert connection.decoder.max_header_list_size == limits.hard_header_list_size
+    assert limits.hard_header_list_size == GreetH2Connection.DEFAULT_MAX_HEADER_LIST_SIZE
+
+
+# -- betterproto ------------------------------------------------------------------------------
+
+
+def test_betterproto_field_metadata_for_strict_decoding() -> None:
+    """greet.transport.decoding reads betterproto's per-class metadata (`_betterproto`)."""
+    meta: Any = cast(Any, HelloRequest)._betterproto
+    assert meta.field_name_by_number == {1: "name"}
+    assert meta.meta_by_field_name["name"].proto_type == "string"
+    assert field_rules(NamesList)[1].is_string
+    assert hasattr(meta, "cls_by_field")
