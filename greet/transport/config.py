@@ -67,6 +67,7 @@ class TransportConfig:
     settings_burst: int = 100
     stream_send_buffer: int = 64 * 1024
     connection_send_buffer: int = 4 * MIB
+    eager_calls: bool = True  # greet.transport.eager
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_NAMES:

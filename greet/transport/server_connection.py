@@ -29,9 +29,10 @@ import socket
 from typing import TYPE_CHECKING, Any, cast
 
 from grpclib.const import Handler, Status
-from grpclib.metadata import Deadline, decode_metadata, encode_grpc_message
+from grpclib.metadata import encode_grpc_message
 from grpclib.protocol import Peer
 
+from greet.transport.eager import start_call
 from greet.transport.engine import (
     EngineFailure,
     ErrorCode,
@@ -43,6 +44,7 @@ from greet.transport.engine import (
 from greet.transport.frames import goaway_frame
 from greet.transport.lifecycle import ConnectionLifecycle
 from greet.transport.policy import PingStrikes, TokenBucket
+from greet.transport.request_head import BadRequestHead, read_request_head
 from greet.transport.server_stream import CONTENT_TYPE, STATUS_VALUES, ServerCall, run_call
 from greet.transport.writes import WriteBatcher
 
@@ -54,7 +56,6 @@ __all__ = ["ServerConnection"]
 log = logging.getLogger("greet.transport")
 
 MAX_STREAM_ID = 2**31 - 1
-HEADER_OVERHEAD = 32  # per field, as SETTINGS_MAX_HEADER_LIST_SIZE counts (RFC 9113 6.5.2)
 WRITE_BUFFER_HIGH = 256 * 1024
 LINGER = 1.0  # seconds a closing connection keeps reading (and dropping) what the peer sends
 CLOSE_TIMEOUT = 5.0  # seconds a closed socket may take to write out its last bytes
@@ -361,7 +362,7 @@ class ServerConnection(asyncio.Protocol):
             if task is not None and not task.done():
                 call.shutting_down = True
                 task.cancel()
-            elif task is None:
+            elif not call.started:
                 self.reject(call, Status.UNAVAILABLE, "the server is shutting down")
         log.debug("ending calls on %s: %s", self.peer_name, reason)
 
@@ -377,35 +378,18 @@ class ServerConnection(asyncio.Protocol):
         if len(self.calls) >= self.config.max_concurrent_streams:
             engine.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
-        size = sum(len(name) + len(value) for name, value in headers)
-        size += HEADER_OVERHEAD * len(headers)
+        head = read_request_head(headers)
         limit = self.config.max_header_list_bytes
-        if size > limit:
+        if head.size > limit:
             self._answer(
                 stream_id,
                 Status.RESOURCE_EXHAUSTED,
-                f"request headers are {size} bytes; the limit (--max-header-list-bytes) is {limit}",
+                f"request headers are {head.size} bytes; the limit (--max-header-list-bytes) "
+                f"is {limit}",
                 ended=end_stream,
             )
             return
-        self._start_call(stream_id, headers, end_stream)
-
-    def _start_call(self, stream_id: int, raw: Headers, end_stream: bool) -> None:
-        server = self.server
-        method_name = content_type = user_agent = timeout = None
-        method = b""
-        for name, value in raw:
-            if name == b":path":
-                method_name = value.decode("ascii", "replace")
-            elif name == b":method":
-                method = value
-            elif name == b"content-type":
-                content_type = value.decode("ascii", "replace")
-            elif name == b"grpc-timeout":
-                timeout = value
-            elif name == b"user-agent":
-                user_agent = value.decode("ascii", "replace")
-        if method != b"POST":
+        if head.method != b"POST":
             self._answer(
                 stream_id,
                 Status.UNIMPLEMENTED,
@@ -414,6 +398,7 @@ class ServerConnection(asyncio.Protocol):
                 ended=end_stream,
             )
             return
+        content_type = head.content_type
         if content_type is None or not content_type.startswith("application/grpc"):
             self._answer(
                 stream_id,
@@ -423,46 +408,30 @@ class ServerConnection(asyncio.Protocol):
                 ended=end_stream,
             )
             return
-        handler: Handler | None = server.methods.get(method_name or "")
+        server = self.server
+        handler: Handler | None = server.methods.get(head.path)
         if handler is None:
             self._answer(
-                stream_id,
-                Status.UNIMPLEMENTED,
-                f"Method not found: {method_name}",
-                ended=end_stream,
+                stream_id, Status.UNIMPLEMENTED, f"Method not found: {head.path}", ended=end_stream
             )
             return
-        headers = [(name.decode("ascii"), value.decode("latin-1")) for name, value in raw]
-        deadline = None
-        if timeout is not None:
-            try:
-                deadline = Deadline.from_headers(headers)
-            except ValueError:
-                self._answer(
-                    stream_id,
-                    Status.INTERNAL,
-                    f"malformed grpc-timeout {timeout.decode('latin-1')!r}",
-                    ended=end_stream,
-                )
-                return
         try:
-            metadata = decode_metadata(headers)
-        except ValueError as error:
-            self._answer(
-                stream_id, Status.INTERNAL, f"malformed binary metadata: {error}", ended=end_stream
-            )
+            deadline = head.deadline()
+            metadata = head.metadata()
+        except BadRequestHead as error:
+            self._answer(stream_id, Status.INTERNAL, str(error), ended=end_stream)
             return
         call = ServerCall(
             self,
             stream_id,
-            method_name or "",
+            head.path,
             handler,
             codec=server.codec,
             status_details_codec=server.status_details_codec,
             dispatch=server.dispatch,
             deadline=deadline,
             metadata=metadata,
-            user_agent=user_agent,
+            user_agent=head.user_agent,
             content_type=content_type,
             peer=self.peer,
             max_message_bytes=self.config.max_message_bytes,
@@ -487,7 +456,8 @@ class ServerConnection(asyncio.Protocol):
                     f"{call._method_name} takes one request message; the client sent {count}",
                 )
                 return
-        call.task = self.loop.create_task(run_call(call))
+        call.started = True
+        call.task = start_call(self.loop, run_call(call), eager=self.config.eager_calls)
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         call = self.calls.get(stream_id)
@@ -495,9 +465,11 @@ class ServerConnection(asyncio.Protocol):
             self.engine.acknowledge(stream_id, len(data))
             return
         call.feed(data, end_stream)
-        if end_stream and call.task is None:
+        if call.started:
+            return
+        if end_stream:
             self._run(call)
-        elif call.recv_error is not None and call.task is None:
+        elif call.recv_error is not None:
             self.reject(call, call.recv_error.status, call.recv_error.message or "")
 
     def on_trailers(self, stream_id: int, headers: Headers) -> None:
@@ -505,7 +477,7 @@ class ServerConnection(asyncio.Protocol):
         if call is None or call.closed:
             return
         call.end_request()
-        if call.task is None:
+        if not call.started:
             self._run(call)
 
     def on_stream_reset(self, stream_id: int, error_code: int) -> None:
@@ -524,7 +496,7 @@ class ServerConnection(asyncio.Protocol):
     def on_stream_closed(self, stream_id: int, error_code: int) -> None:
         call = self.calls.pop(stream_id, None)
         if call is not None:
-            if call.task is None or error_code:
+            if not call.started or error_code:
                 call.terminate()
                 call.release()
             else:

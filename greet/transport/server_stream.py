@@ -60,6 +60,16 @@ OK_TRAILERS: list[Header] = [(b"grpc-status", b"0")]
 STATUS_VALUES = {status: str(status.value).encode() for status in Status}
 
 
+def listened(dispatch: object, method: str) -> bool:
+    """Whether grpclib event listeners wait on this dispatch method (`recv_message`, ...).
+
+    grpclib's dispatcher keeps a no-op in its instance dict for every event nobody listens to
+    (and removes it when a listener is added): with none, the dispatch is skipped, which spares
+    an await and a MultiDict per step of every call.
+    """
+    return method not in vars(dispatch)
+
+
 def _header_list(headers: Collection[tuple[str, str]]) -> list[Header]:
     return [(name.encode("ascii"), value.encode("ascii")) for name, value in headers]
 
@@ -102,7 +112,8 @@ class ServerCall(Stream[Any, Any]):
         self.connection = connection
         self.stream_id = stream_id
         self.framer = MessageFramer(max_message_bytes)
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # while the handler waits (see eager.py)
+        self.started = False  # the handler has been started
         self.request_ended = False
         self.recv_error: GRPCError | None = None
         self.unacked = 0
@@ -169,7 +180,7 @@ class ServerCall(Stream[Any, Any]):
         if task is not None and not task.done():
             self.deadline_hit = True
             task.cancel()
-        elif task is None and not self.closed:
+        elif not self.started and not self.closed:
             # The request never completed: answer without starting the handler.
             self.connection.reject(self, Status.DEADLINE_EXCEEDED, "deadline exceeded")
 
@@ -216,7 +227,8 @@ class ServerCall(Stream[Any, Any]):
         if not self._received % RECV_YIELD_EVERY:
             await asyncio.sleep(0)  # other calls run while this stream's messages are buffered
         message = self._codec.decode(body, self._recv_type)
-        (message,) = await self._dispatch.recv_message(message)
+        if listened(self._dispatch, "recv_message"):
+            (message,) = await self._dispatch.recv_message(message)
         self._messages_received += 1
         return message
 
@@ -232,7 +244,9 @@ class ServerCall(Stream[Any, Any]):
     async def send_initial_metadata(self, *, metadata: _MetadataLike | None = None) -> None:
         if self._send_initial_metadata_done:
             raise ProtocolError("Initial metadata was already sent")
-        (sent,) = await self._dispatch.send_initial_metadata(MultiDict(metadata or ()))
+        sent: Any = metadata
+        if listened(self._dispatch, "send_initial_metadata"):
+            (sent,) = await self._dispatch.send_initial_metadata(MultiDict(metadata or ()))
         headers = RESPONSE_HEADERS
         if sent:
             headers = headers + _header_list(encode_metadata(sent))
@@ -250,7 +264,8 @@ class ServerCall(Stream[Any, Any]):
             await self.send_initial_metadata()
         if not self._cardinality.server_streaming and self._send_message_done:
             raise ProtocolError("Message was already sent")
-        (message,) = await self._dispatch.send_message(message)
+        if listened(self._dispatch, "send_message"):
+            (message,) = await self._dispatch.send_message(message)
         body = self._codec.encode(message, self._send_type)
         self._check_open()
         connection = self.connection
@@ -298,12 +313,14 @@ class ServerCall(Stream[Any, Any]):
             raise ProtocolError(
                 "Unary response with OK status requires a single message to be sent"
             )
-        (sent,) = await self._dispatch.send_trailing_metadata(
-            MultiDict(metadata or ()),
-            status=status,
-            status_message=status_message,
-            status_details=status_details,
-        )
+        sent: Any = metadata
+        if listened(self._dispatch, "send_trailing_metadata"):
+            (sent,) = await self._dispatch.send_trailing_metadata(
+                MultiDict(metadata or ()),
+                status=status,
+                status_message=status_message,
+                status_details=status_details,
+            )
         trailers_only = not self._send_initial_metadata_done
         if status is Status.OK and not sent and not trailers_only:
             headers = OK_TRAILERS
@@ -372,15 +389,17 @@ async def run_call(call: ServerCall) -> None:
     docstring); the call is released however it ends."""
     try:
         try:
-            call.metadata, func = await call._dispatch.recv_request(
-                call.metadata,
-                call.handler_func,
-                method_name=call._method_name,
-                deadline=call.deadline,
-                content_type=call.content_type,
-                user_agent=call.user_agent,
-                peer=call.peer,
-            )
+            func = call.handler_func
+            if listened(call._dispatch, "recv_request"):
+                call.metadata, func = await call._dispatch.recv_request(
+                    call.metadata,
+                    func,
+                    method_name=call._method_name,
+                    deadline=call.deadline,
+                    content_type=call.content_type,
+                    user_agent=call.user_agent,
+                    peer=call.peer,
+                )
             await func(call)
         except GRPCError as error:
             await finish(call, error.status, error.message, error.details)
