@@ -19,7 +19,7 @@ import asyncio
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from grpclib.const import Handler
@@ -29,6 +29,7 @@ from grpclib.server import Server
 
 from greet.transport.config import TransportConfig
 from greet.transport.decoding import StrictProtoCodec
+from greet.transport.interception import Interceptor
 from greet.transport.server_connection import ServerConnection
 
 if TYPE_CHECKING:
@@ -53,12 +54,14 @@ class TransportServer(Server):
         config: TransportConfig | None = None,
         codec: CodecBase | None = None,
         status_details_codec: StatusDetailsCodecBase | None = None,
+        interceptors: Sequence[Interceptor] = (),
     ) -> None:
         codec = codec or StrictProtoCodec()
         # grpclib chooses a status details codec only when it also chooses the message codec
         status_details_codec = status_details_codec or ProtoStatusDetailsCodec()
         super().__init__(handlers, codec=codec, status_details_codec=status_details_codec)
         self.transport_config = config or TransportConfig()
+        self.interceptors: tuple[Interceptor, ...] = tuple(interceptors)
         self.engine_limits = self.transport_config.engine_limits()
         self.methods: dict[str, Handler] = {}
         for handler in handlers:

@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from grpclib.const import Handler, Status
+from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from grpclib.metadata import (
     _STATUS_DETAILS_KEY,
@@ -42,6 +43,7 @@ from grpclib.server import Stream
 from multidict import MultiDict
 
 from greet.transport.engine import ErrorCode, Header, StreamGone
+from greet.transport.interception import run_chain
 from greet.transport.receiving import RECV_YIELD_EVERY, MessageFramer
 
 if TYPE_CHECKING:
@@ -120,6 +122,9 @@ class ServerCall(Stream[Any, Any]):
         self.closed = False  # the HTTP/2 stream is gone (reset, closed, connection lost)
         self.deadline_hit = False
         self.shutting_down = False
+        self.status: Status | None = None  # what the trailers said, once they are sent
+        self.status_message: str | None = None
+        self.started_at = time.perf_counter()
         self._received = 0
         self._recv_waiter: asyncio.Future[None] | None = None
         self._send_waiter: asyncio.Future[None] | None = None
@@ -128,6 +133,31 @@ class ServerCall(Stream[Any, Any]):
             self._deadline_timer = asyncio.get_running_loop().call_later(
                 max(0.0, deadline.time_remaining()), self._deadline_expired
             )
+
+    # -- what interceptors read (greet.transport.interception) -------------------------------
+
+    @property
+    def method(self) -> str:
+        """The method path, `/package.Service/Method`."""
+        return self._method_name
+
+    @property
+    def kind(self) -> Cardinality:
+        """Unary, server streaming, client streaming or bidi."""
+        return self._cardinality
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the call's headers arrived."""
+        return time.perf_counter() - self.started_at
+
+    @property
+    def messages_received(self) -> int:
+        return self._messages_received
+
+    @property
+    def messages_sent(self) -> int:
+        return self._messages_sent
 
     # -- what the connection tells the call ---------------------------------------------------
 
@@ -340,6 +370,8 @@ class ServerCall(Stream[Any, Any]):
         except StreamGone as error:
             raise self._gone(error) from None
         self._send_trailing_metadata_done = True
+        self.status = status
+        self.status_message = status_message
 
     async def cancel(self) -> None:
         if self._cancel_done:
@@ -384,38 +416,63 @@ async def finish(
         )
 
 
-async def run_call(call: ServerCall) -> None:
-    """Serve one call: the handler, then the trailers its outcome calls for (see the module
-    docstring); the call is released however it ends."""
+async def serve(call: ServerCall) -> None:
+    """The handler and the trailers its outcome calls for (the innermost link of the chain)."""
     try:
-        try:
-            func = call.handler_func
-            if listened(call._dispatch, "recv_request"):
-                call.metadata, func = await call._dispatch.recv_request(
-                    call.metadata,
-                    func,
-                    method_name=call._method_name,
-                    deadline=call.deadline,
-                    content_type=call.content_type,
-                    user_agent=call.user_agent,
-                    peer=call.peer,
-                )
-            await func(call)
-        except GRPCError as error:
-            await finish(call, error.status, error.message, error.details)
-        except asyncio.CancelledError:
-            if call.deadline_hit:
-                await finish(call, Status.DEADLINE_EXCEEDED, "deadline exceeded")
-            elif call.shutting_down:
-                await finish(call, Status.UNAVAILABLE, "the server is shutting down")
-            elif not call.closed:
-                raise
-        except StreamTerminatedError:
-            pass  # the client went away: nobody to answer
-        except Exception:
-            log.exception("%s failed", call._method_name)
-            await finish(call, Status.UNKNOWN, "Internal Server Error")
+        func = call.handler_func
+        if listened(call._dispatch, "recv_request"):
+            call.metadata, func = await call._dispatch.recv_request(
+                call.metadata,
+                func,
+                method_name=call._method_name,
+                deadline=call.deadline,
+                content_type=call.content_type,
+                user_agent=call.user_agent,
+                peer=call.peer,
+            )
+        await func(call)
+    except GRPCError as error:
+        await finish(call, error.status, error.message, error.details)
+    except StreamTerminatedError:
+        call.status = call.status or Status.CANCELLED  # the client went away: nobody to answer
+    except asyncio.CancelledError:
+        await ended_by_cancellation(call)
+    except Exception:
+        log.exception("%s failed", call._method_name)
+        await finish(call, Status.UNKNOWN, "Internal Server Error")
+    else:
+        await finish(call, Status.OK)
+
+
+async def ended_by_cancellation(call: ServerCall) -> None:
+    """Answer a call cancelled under its handler (deadline, shutdown), or note that the client
+    cancelled it; re-raise when the server itself is being torn down."""
+    if call.deadline_hit:
+        await finish(call, Status.DEADLINE_EXCEEDED, "deadline exceeded")
+    elif call.shutting_down:
+        await finish(call, Status.UNAVAILABLE, "the server is shutting down")
+    elif call.closed:
+        call.status = call.status or Status.CANCELLED
+    else:
+        raise asyncio.CancelledError
+
+
+async def run_call(call: ServerCall) -> None:
+    """Serve one call through the server's interceptors (greet.transport.interception); the
+    call is released however it ends."""
+    interceptors = call.connection.server.interceptors
+    try:
+        if not interceptors:
+            await serve(call)
         else:
-            await finish(call, Status.OK)
+            try:
+                await run_chain(call, interceptors, serve)
+            except GRPCError as error:  # an interceptor refused the call
+                await finish(call, error.status, error.message, error.details)
+            except asyncio.CancelledError:
+                await ended_by_cancellation(call)
+            except Exception:
+                log.exception("an interceptor of %s failed", call._method_name)
+                await finish(call, Status.UNKNOWN, "Internal Server Error")
     finally:
         call.release()

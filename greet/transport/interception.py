@@ -1,0 +1,54 @@
+"""The server's interceptor seam: an ordered chain around every call's handler.
+
+    class Interceptor(Protocol):
+        async def intercept(self, call: ServerCall, proceed: Proceed) -> None: ...
+
+Interceptors run in the order given (the first is the outermost), each before and after the rest
+of the chain, as grpc-go's `ChainUnaryInterceptor`/`ChainStreamInterceptor` and grpcio's
+`ServerInterceptor` do, for all four call kinds alike. An interceptor sees the call: its method
+(`call.method`, `call.kind`), metadata, peer, deadline and user agent. It may
+
+- reject the call: raise `GRPCError(status, message)` instead of awaiting `proceed()`; the client
+  gets that status (trailers-only) and the handler never runs;
+- wrap it: whatever it does before and after `await proceed()`, with `call.status` (the status
+  the trailers carried: set once `proceed()` has returned), `call.elapsed`,
+  `call.messages_received` and `call.messages_sent` - one observer of the call that metrics, logs
+  and tracing all read.
+
+`proceed()` runs the rest of the chain, the handler and its trailers, and returns normally
+however the handler ended (its error is already the call's status); it raises only
+CancelledError, when the call is cancelled under it (reset, deadline or shutdown), after which
+`call.status` says which (CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from greet.transport.server_stream import ServerCall
+
+__all__ = ["Interceptor", "Proceed", "run_chain"]
+
+Proceed = Callable[[], Awaitable[None]]
+
+
+class Interceptor(Protocol):
+    """One link of the chain (see the module docstring)."""
+
+    async def intercept(self, call: ServerCall, proceed: Proceed) -> None: ...
+
+
+def run_chain(
+    call: ServerCall,
+    interceptors: Sequence[Interceptor],
+    innermost: Callable[[ServerCall], Awaitable[None]],
+    index: int = 0,
+) -> Awaitable[None]:
+    """The chain from `interceptors[index]` on, ending in `innermost(call)`."""
+    if index == len(interceptors):
+        return innermost(call)
+    return interceptors[index].intercept(
+        call, lambda: run_chain(call, interceptors, innermost, index + 1)
+    )
