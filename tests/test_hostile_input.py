@@ -284,13 +284,6 @@ async def test_message_cut_short_by_end_of_stream_is_invalid_argument(
     await assert_still_serving(server.target)
 
 
-async def test_compressed_message_is_unimplemented(raw: RawH2Client, server: GreetServer) -> None:
-    response = await raw.call("SayHello", grpc_frame(b"\x1f\x8b\x08\x00", compressed=True))
-    assert response.status == Status.UNIMPLEMENTED
-    assert "compressed" in response.message
-    await assert_still_serving(server.target)
-
-
 # --- Unknown methods: UNIMPLEMENTED, readable by grpc-go (content-type on trailers-only) -----
 
 

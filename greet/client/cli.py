@@ -260,6 +260,13 @@ def add_connection_flags(parser: argparse.ArgumentParser, *, after_command: bool
         f"(default {ClientKeepalive.timeout:g})",
     )
     add(
+        "--compression",
+        choices=("gzip", "deflate"),
+        default=default(None),
+        help="compress request messages (the server's replies come compressed if it is told to "
+        "compress: its --compression)",
+    )
+    add(
         "--handshake-timeout",
         type=positive_seconds,
         default=default(ChannelConfig.handshake_timeout),
@@ -488,10 +495,12 @@ def client_setup(args: argparse.Namespace) -> ClientSetup:
 def channel_config(args: argparse.Namespace) -> ChannelConfig:
     """The HTTP/2 connection settings the flags describe."""
     keepalive = ClientKeepalive(time=args.keepalive_time, timeout=args.keepalive_timeout)
-    if args.http2_engine is None:
-        return ChannelConfig(keepalive=keepalive, handshake_timeout=args.handshake_timeout)
+    engine = {} if args.http2_engine is None else {"engine": args.http2_engine}
     return ChannelConfig(
-        engine=args.http2_engine, keepalive=keepalive, handshake_timeout=args.handshake_timeout
+        keepalive=keepalive,
+        handshake_timeout=args.handshake_timeout,
+        compression=args.compression,
+        **engine,
     )
 
 

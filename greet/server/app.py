@@ -56,6 +56,7 @@ def transport_config(config: ServerConfig) -> TransportConfig:
         max_connection_age_grace=config.max_connection_age_grace,
         max_resets_per_second=config.max_resets_per_second,
         reset_burst=config.reset_burst,
+        compression=config.compression,
     )
 
 

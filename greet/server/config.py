@@ -178,7 +178,7 @@ class ServerConfig:
     )
     compression: str | None = setting(
         None,
-        Choice(("gzip", "identity")),
+        Choice(("gzip", "deflate", "identity")),
         "compress replies with this encoding",
         unset_text="none",
         section=HTTP2,

@@ -32,7 +32,8 @@ from multidict import MultiDict
 
 from greet.transport.engine import ErrorCode, Header, Headers, StreamGone
 from greet.transport.errors import StreamReset
-from greet.transport.receiving import MessageFramer
+from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
+from greet.transport.receiving import CompressedBody, MessageFramer
 
 if TYPE_CHECKING:
     from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
@@ -83,7 +84,11 @@ class ClientStream(Stream[Any, Any]):
         self.channel = channel
         self.connection: ClientConnection | None = None
         self.stream_id = 0
-        self.framer = MessageFramer(channel.transport_config.max_receive_message_bytes)
+        config = channel.transport_config
+        self.framer = MessageFramer(config.max_receive_message_bytes, side="reply")
+        self.encoding = None if config.compression in (None, "identity") else config.compression
+        self.compression_threshold = config.compression_threshold
+        self.reply_encoding: str | None = None  # the server's grpc-encoding
         self.response_headers: Headers | None = None
         self.response_trailers: Headers | None = None
         self.remote_ended = False
@@ -220,7 +225,10 @@ class ClientStream(Stream[Any, Any]):
             (b"te", b"trailers"),
             (b"content-type", b"application/grpc"),
             USER_AGENT_HEADER,
+            (b"grpc-accept-encoding", ACCEPT_ENCODING),
         ]
+        if self.encoding is not None:
+            headers.append((b"grpc-encoding", self.encoding.encode()))
         (metadata,) = await self._dispatch.send_request(
             self._metadata,
             method_name=self._method_name,
@@ -269,6 +277,10 @@ class ClientStream(Stream[Any, Any]):
             raise ProtocolError("Stream is ended")
         (message,) = await self._dispatch.send_message(message)
         body = self._codec.encode(message, self._send_type)
+        flag = b"\x00"
+        if self.encoding is not None and len(body) >= self.compression_threshold:
+            body = compress(body, self.encoding)
+            flag = b"\x01"
         if self.failure is not None:
             raise self.failure
         connection = self.connection
@@ -277,7 +289,7 @@ class ClientStream(Stream[Any, Any]):
         try:
             engine.send_data(
                 self.stream_id,
-                b"\x00" + len(body).to_bytes(4, "big") + body,
+                flag + len(body).to_bytes(4, "big") + body,
                 end_stream=end_stream,
             )
         except StreamGone as error:
@@ -326,6 +338,8 @@ class ClientStream(Stream[Any, Any]):
         headers_map = dict(headers)
         self._raise_for_status(headers_map)
         self._raise_for_content_type(headers_map)
+        encoding = headers_map.get("grpc-encoding")
+        self.reply_encoding = encoding.strip().lower() if encoding else None
         if "grpc-status" in headers_map:  # trailers-only response
             self._trailers_only = True
             (initial,) = await self._dispatch.recv_initial_metadata(MultiDict())
@@ -358,6 +372,8 @@ class ClientStream(Stream[Any, Any]):
         body = messages.popleft()
         if not messages and self.unacked and self.connection is not None:
             self.connection.acknowledge(self)
+        if type(body) is CompressedBody:
+            body = decompress(body, self.reply_encoding, self.framer.limit, side="reply")
         message = self._codec.decode(body, self._recv_type)
         (message,) = await self._dispatch.recv_message(message)
         self._messages_received += 1

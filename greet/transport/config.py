@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from greet.transport.compression import ENCODINGS
 from greet.transport.engine import ENGINE_NAMES, EngineLimits, EngineName, default_engine_name
 
 __all__ = ["ChannelConfig", "ClientKeepalive", "KeepalivePolicy", "TransportConfig"]
@@ -68,6 +69,8 @@ class TransportConfig:
     stream_send_buffer: int = 64 * 1024
     connection_send_buffer: int = 4 * MIB
     eager_calls: bool = True  # greet.transport.eager
+    compression: str | None = None  # reply encoding (greet.transport.compression), if accepted
+    compression_threshold: int = 1024  # smaller replies stay uncompressed
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_NAMES:
@@ -90,6 +93,8 @@ class TransportConfig:
             raise ValueError("max_resets_per_second must be a positive number")
         if self.reset_burst < 1:
             raise ValueError("reset_burst must be at least 1")
+        if self.compression not in (None, "identity", *ENCODINGS):
+            raise ValueError(f"compression is one of {', '.join(sorted(ENCODINGS))}")
 
     def engine_limits(self) -> EngineLimits:
         return EngineLimits(
@@ -128,8 +133,12 @@ class ChannelConfig:
     max_receive_message_bytes: int = 4 * MIB
     stream_send_buffer: int = 64 * 1024
     connection_send_buffer: int = 4 * MIB
+    compression: str | None = None  # request encoding: gzip or deflate (None: none)
+    compression_threshold: int = 0  # smaller request messages stay uncompressed
 
     def __post_init__(self) -> None:
+        if self.compression not in (None, "identity", *ENCODINGS):
+            raise ValueError(f"compression is one of {', '.join(sorted(ENCODINGS))}")
         if self.engine not in ENGINE_NAMES:
             raise ValueError(
                 f"HTTP/2 engine is one of {', '.join(ENGINE_NAMES)}, not {self.engine!r}"

@@ -8,9 +8,10 @@ takes them; the connection acknowledges (opens the peer's flow-control window fo
 only while nothing complete is waiting, so a client that sends faster than its handler reads is
 held to one window of buffered messages.
 
-Refused: a compressed message while no compression is supported (UNIMPLEMENTED, naming what is
-supported), a prefix flag other than 0 or 1 (INTERNAL, as the gRPC spec says for a malformed
-frame), and a stream that ends inside a message (INVALID_ARGUMENT).
+Refused: a prefix flag other than 0 or 1 (INTERNAL, as the gRPC spec says for a malformed frame)
+and a stream that ends inside a message (INVALID_ARGUMENT). A compressed message is kept as a
+`CompressedBody` and decompressed (with the limit on its decompressed size) when the handler
+takes it (greet.transport.compression).
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from collections import deque
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-__all__ = ["RECV_YIELD_EVERY", "MessageFramer", "truncated"]
+__all__ = ["RECV_YIELD_EVERY", "CompressedBody", "MessageFramer", "truncated"]
 
 RECV_YIELD_EVERY = 16
 """A handler reading buffered messages yields to the event loop after this many, so that one fast
 client stream cannot hold the loop while other calls wait."""
 
 PREFIX_SIZE = 5
+
+
+class CompressedBody(bytes):
+    """A message body whose prefix had the compressed flag (greet.transport.compression)."""
 
 
 def truncated() -> GRPCError:
@@ -36,10 +41,12 @@ def truncated() -> GRPCError:
 class MessageFramer:
     """Cuts one stream's DATA into gRPC message bodies (see the module docstring)."""
 
-    __slots__ = ("_buffer", "_length", "limit", "messages")
+    __slots__ = ("_buffer", "_compressed", "_length", "limit", "messages", "side")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, side: str = "request") -> None:
         self.limit = limit
+        self.side = side
+        self._compressed = False
         self.messages: deque[bytes] = deque()
         self._buffer = bytearray()
         self._length = -1  # the body length of the message being read; -1: reading a prefix
@@ -50,20 +57,21 @@ class MessageFramer:
         return bool(self._buffer) or self._length >= 0
 
     def feed(self, data: bytes) -> None:
-        """Add DATA bytes; complete bodies go to `messages`. Raises GRPCError on a refused one."""
+        """Add DATA bytes; complete bodies go to `messages` (a compressed one as a
+        CompressedBody). Raises GRPCError on a refused one."""
         buffer = self._buffer
         if not buffer and self._length < 0:
             # Common case: the chunk holds whole messages, the first starting at its start.
             size = len(data)
             pos = 0
             while size - pos >= PREFIX_SIZE:
-                length = self._check_prefix(
-                    data[pos], int.from_bytes(data[pos + 1 : pos + 5], "big")
-                )
+                flag = data[pos]
+                length = self._check_prefix(flag, int.from_bytes(data[pos + 1 : pos + 5], "big"))
                 end = pos + PREFIX_SIZE + length
                 if end > size:
                     break
-                self.messages.append(data[pos + PREFIX_SIZE : end])
+                body = data[pos + PREFIX_SIZE : end]
+                self.messages.append(CompressedBody(body) if flag else body)
                 pos = end
             if pos == size:
                 return
@@ -73,27 +81,23 @@ class MessageFramer:
             if self._length < 0:
                 if len(buffer) < PREFIX_SIZE:
                     return
+                self._compressed = buffer[0] == 1
                 self._length = self._check_prefix(buffer[0], int.from_bytes(buffer[1:5], "big"))
                 del buffer[:PREFIX_SIZE]
             if len(buffer) < self._length:
                 return
-            self.messages.append(bytes(buffer[: self._length]))
+            body = bytes(buffer[: self._length])
+            self.messages.append(CompressedBody(body) if self._compressed else body)
             del buffer[: self._length]
             self._length = -1
 
     def _check_prefix(self, flag: int, length: int) -> int:
-        if flag:
-            if flag == 1:
-                raise GRPCError(
-                    Status.UNIMPLEMENTED,
-                    "compressed messages are not supported; send them uncompressed "
-                    "(grpc-encoding: identity)",
-                )
+        if flag > 1:
             raise GRPCError(Status.INTERNAL, f"invalid gRPC message prefix flag {flag}")
         if length > self.limit:
             raise GRPCError(
                 Status.RESOURCE_EXHAUSTED,
-                f"request message is {length} bytes; the limit (--max-message-bytes) is "
+                f"{self.side} message is {length} bytes; the limit (--max-message-bytes) is "
                 f"{self.limit}",
             )
         return length

@@ -33,6 +33,8 @@ class RequestHead:
     content_type: str | None
     user_agent: str | None
     timeout: bytes | None
+    encoding: str | None  # grpc-encoding: how the request messages are compressed
+    accept_encoding: bytes | None  # grpc-accept-encoding: what the client decodes
     size: int
     metadata_fields: list[tuple[bytes, bytes]]
 
@@ -66,7 +68,8 @@ def read_request_head(headers: Headers) -> RequestHead:
     method = b""
     path = ""
     content_type = user_agent = None
-    timeout = None
+    timeout = accept = None
+    encoding = None
     size = 0
     fields: list[tuple[bytes, bytes]] = []
     for header in headers:
@@ -84,6 +87,12 @@ def read_request_head(headers: Headers) -> RequestHead:
         elif name[:5] == b"grpc-":
             if name == b"grpc-timeout":
                 timeout = value
+            elif name == b"grpc-encoding":
+                encoding = value.decode("ascii", "replace").strip().lower()
+            elif name == b"grpc-accept-encoding":
+                accept = value
         elif name not in NOT_METADATA:
             fields.append(header)
-    return RequestHead(method, path, content_type, user_agent, timeout, size, fields)
+    return RequestHead(
+        method, path, content_type, user_agent, timeout, encoding, accept, size, fields
+    )

@@ -32,6 +32,7 @@ from grpclib.const import Handler, Status
 from grpclib.metadata import encode_grpc_message
 from grpclib.protocol import Peer
 
+from greet.transport.compression import ACCEPT_ENCODING, accepted
 from greet.transport.eager import start_call
 from greet.transport.engine import (
     EngineFailure,
@@ -252,6 +253,7 @@ class ServerConnection(asyncio.Protocol):
         headers: list[Header] = [
             (b":status", http_status),
             (b"content-type", CONTENT_TYPE),
+            (b"grpc-accept-encoding", ACCEPT_ENCODING),
             (b"grpc-status", STATUS_VALUES[status]),
             (b"grpc-message", encode_grpc_message(message).encode()),
         ]
@@ -435,12 +437,22 @@ class ServerConnection(asyncio.Protocol):
             content_type=content_type,
             peer=self.peer,
             max_message_bytes=self.config.max_message_bytes,
+            encoding=head.encoding,
+            reply_encoding=self._reply_encoding(head.accept_encoding),
+            compression_threshold=self.config.compression_threshold,
         )
         self.calls[stream_id] = call
         if end_stream:
             call.end_request()
         if handler.cardinality.client_streaming or end_stream:
             self._run(call)
+
+    def _reply_encoding(self, accept_encoding: bytes | None) -> str | None:
+        """--compression, if the client accepts it (its grpc-accept-encoding)."""
+        wanted = self.config.compression
+        if wanted is None or wanted == "identity" or not accept_encoding:
+            return None
+        return wanted if wanted in accepted(accept_encoding) else None
 
     def _run(self, call: ServerCall) -> None:
         """Start the handler; a unary request is checked for its one message first."""

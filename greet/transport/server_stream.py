@@ -44,7 +44,8 @@ from multidict import MultiDict
 
 from greet.transport.engine import ErrorCode, Header, StreamGone
 from greet.transport.interception import run_chain
-from greet.transport.receiving import RECV_YIELD_EVERY, MessageFramer
+from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
+from greet.transport.receiving import RECV_YIELD_EVERY, CompressedBody, MessageFramer, truncated
 
 if TYPE_CHECKING:
     from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
@@ -57,7 +58,11 @@ __all__ = ["CONTENT_TYPE", "ServerCall", "run_call"]
 log = logging.getLogger("greet.server")
 
 CONTENT_TYPE = b"application/grpc"
-RESPONSE_HEADERS: list[Header] = [(b":status", b"200"), (b"content-type", CONTENT_TYPE)]
+RESPONSE_HEADERS: list[Header] = [
+    (b":status", b"200"),
+    (b"content-type", CONTENT_TYPE),
+    (b"grpc-accept-encoding", ACCEPT_ENCODING),
+]
 OK_TRAILERS: list[Header] = [(b"grpc-status", b"0")]
 STATUS_VALUES = {status: str(status.value).encode() for status in Status}
 
@@ -95,6 +100,9 @@ class ServerCall(Stream[Any, Any]):
         content_type: str,
         peer: Peer,
         max_message_bytes: int,
+        encoding: str | None = None,
+        reply_encoding: str | None = None,
+        compression_threshold: int = 0,
     ) -> None:
         # grpclib's Stream.__init__ wants grpclib's own HTTP/2 stream; the same attributes are
         # set here for the transport greet owns.
@@ -114,6 +122,9 @@ class ServerCall(Stream[Any, Any]):
         self.connection = connection
         self.stream_id = stream_id
         self.framer = MessageFramer(max_message_bytes)
+        self.encoding = encoding  # how the client compresses (grpc-encoding)
+        self.reply_encoding = reply_encoding  # how replies are compressed (None: not at all)
+        self.compression_threshold = compression_threshold
         self.task: asyncio.Task[None] | None = None  # while the handler waits (see eager.py)
         self.started = False  # the handler has been started
         self.request_ended = False
@@ -182,9 +193,7 @@ class ServerCall(Stream[Any, Any]):
         """The client ended its side of the stream."""
         self.request_ended = True
         if self.recv_error is None and self.framer.inside_message:
-            self.recv_error = GRPCError(
-                Status.INVALID_ARGUMENT, "truncated gRPC message: the stream ended inside it"
-            )
+            self.recv_error = truncated()
             self.framer.clear()
         self._wake_receiver()
 
@@ -256,6 +265,8 @@ class ServerCall(Stream[Any, Any]):
         self._received += 1
         if not self._received % RECV_YIELD_EVERY:
             await asyncio.sleep(0)  # other calls run while this stream's messages are buffered
+        if type(body) is CompressedBody:
+            body = decompress(body, self.encoding, self.framer.limit)
         message = self._codec.decode(body, self._recv_type)
         if listened(self._dispatch, "recv_message"):
             (message,) = await self._dispatch.recv_message(message)
@@ -278,6 +289,8 @@ class ServerCall(Stream[Any, Any]):
         if listened(self._dispatch, "send_initial_metadata"):
             (sent,) = await self._dispatch.send_initial_metadata(MultiDict(metadata or ()))
         headers = RESPONSE_HEADERS
+        if self.reply_encoding is not None:
+            headers = headers + [(b"grpc-encoding", self.reply_encoding.encode())]
         if sent:
             headers = headers + _header_list(encode_metadata(sent))
         self._check_open()
@@ -297,12 +310,16 @@ class ServerCall(Stream[Any, Any]):
         if listened(self._dispatch, "send_message"):
             (message,) = await self._dispatch.send_message(message)
         body = self._codec.encode(message, self._send_type)
+        flag = b"\x00"
+        if self.reply_encoding is not None and len(body) >= self.compression_threshold:
+            body = compress(body, self.reply_encoding)
+            flag = b"\x01"
         self._check_open()
         connection = self.connection
         engine = connection.engine
         stream_id = self.stream_id
         try:
-            engine.send_data(stream_id, b"\x00" + len(body).to_bytes(4, "big") + body)
+            engine.send_data(stream_id, flag + len(body).to_bytes(4, "big") + body)
         except StreamGone as error:
             raise self._gone(error) from None
         self._send_message_done = True

@@ -25,6 +25,8 @@
 //	-repeat-for D        run the mode's calls again and again on the same connection for D
 //	                     (e.g. 3s), -repeat-every apart (default 50ms): for connection-lifetime
 //	                     tests (GOAWAY on max age, server keepalive pings).
+//	-compress gzip       send compressed requests (grpc.UseCompressor(gzip.Name)); grpc-go
+//	                     decompresses gzip replies either way.
 //	-keepalive D         client keepalive (grpc-go ClientParameters: Time and Timeout D,
 //	                     PermitWithoutStream); 0, the default, is off.
 //
@@ -51,6 +53,7 @@ import (
 	"github.com/golang/protobuf/proto"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -442,6 +445,7 @@ func main() {
 	repeatFor := flag.Duration("repeat-for", 0, "repeat the calls on one connection for this long")
 	repeatEvery := flag.Duration("repeat-every", 50*time.Millisecond, "pause between -repeat-for rounds")
 	keepaliveTime := flag.Duration("keepalive", 0, "client keepalive time and timeout (0: off)")
+	compressor := flag.String("compress", "", "compress requests with this compressor (gzip)")
 	flag.Parse()
 
 	known := false
@@ -458,6 +462,9 @@ func main() {
 	}
 
 	options := []grpc.DialOption{grpc.WithInsecure()}
+	if *compressor != "" {
+		options = append(options, grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name)))
+	}
 	if *keepaliveTime > 0 {
 		options = append(options, grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time: *keepaliveTime, Timeout: *keepaliveTime, PermitWithoutStream: true,
