@@ -30,9 +30,9 @@ from grpclib.metadata import (
 )
 from multidict import MultiDict
 
+from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
 from greet.transport.engine import ErrorCode, Header, Headers, StreamGone
 from greet.transport.errors import StreamReset
-from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
 from greet.transport.receiving import CompressedBody, MessageFramer
 
 if TYPE_CHECKING:

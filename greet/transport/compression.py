@@ -65,8 +65,7 @@ def decompress(data: bytes, encoding: str | None, limit: int, *, side: str = "re
     if bits is None:
         raise GRPCError(
             Status.UNIMPLEMENTED,
-            f"grpc-encoding {encoding!r} is not supported; use one of "
-            f"{ACCEPT_ENCODING.decode()}",
+            f"grpc-encoding {encoding!r} is not supported; use one of {ACCEPT_ENCODING.decode()}",
         )
     inflater = zlib.decompressobj(wbits=bits)
     try:

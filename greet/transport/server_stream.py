@@ -42,9 +42,9 @@ from grpclib.protocol import Peer
 from grpclib.server import Stream
 from multidict import MultiDict
 
+from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
 from greet.transport.engine import ErrorCode, Header, StreamGone
 from greet.transport.interception import run_chain
-from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
 from greet.transport.receiving import RECV_YIELD_EVERY, CompressedBody, MessageFramer, truncated
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ class ServerCall(Stream[Any, Any]):
             (sent,) = await self._dispatch.send_initial_metadata(MultiDict(metadata or ()))
         headers = RESPONSE_HEADERS
         if self.reply_encoding is not None:
-            headers = headers + [(b"grpc-encoding", self.reply_encoding.encode())]
+            headers = [*headers, (b"grpc-encoding", self.reply_encoding.encode())]
         if sent:
             headers = headers + _header_list(encode_metadata(sent))
         self._check_open()
