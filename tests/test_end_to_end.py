@@ -132,3 +132,18 @@ async def test_deadline_is_deadline_exceeded(start_server: StartServer) -> None:
         with pytest.raises(RpcError) as caught:
             await client.say_hello_client_streaming(["slow"], timeout=0.2)
     assert caught.value.status is Status.DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["eager-calls", "a-task-per-call"])
+async def test_every_call_kind_with_and_without_eager_calls(
+    start_server: StartServer, eager: bool
+) -> None:
+    """Handlers run in the callback that completed their request (eager) or each in its own
+    Task from the start; with a backend that waits (--work-delay), eager calls turn into Tasks
+    where they first wait. Same answers either way."""
+    server = await start_server(eager_calls=eager, work_delay=0.001)
+    names = [f"n{index}" for index in range(20)]
+    async with GreetClient(server.target, timeout=30) as client:
+        assert (await client.say_hello()).message == "Hello"
+        for kind in ("server", "client", "bidi"):
+            assert await collect(client, kind, names) == [f"Hello {name}" for name in names]

@@ -57,6 +57,7 @@ def transport_config(config: ServerConfig) -> TransportConfig:
         max_resets_per_second=config.max_resets_per_second,
         reset_burst=config.reset_burst,
         compression=config.compression,
+        eager_calls=config.eager_calls,
     )
 
 

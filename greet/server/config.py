@@ -176,6 +176,14 @@ class ServerConfig:
     reset_burst: int = setting(
         1000, Integer(1), "resets allowed at once above --max-resets-per-second", section=HTTP2
     )
+    eager_calls: bool = setting(
+        True,
+        Switch(),
+        "run each handler in the callback that completed its request, as an asyncio Task only "
+        "once it waits (off: a Task per call, for handlers that need asyncio.current_task() "
+        "before their first await on Python < 3.12)",
+        section=HTTP2,
+    )
     compression: str | None = setting(
         None,
         Choice(("gzip", "deflate", "identity")),

@@ -12,7 +12,7 @@ under which `asyncio.current_task()` is the call's Task from its first line. On 
 `EagerStart` runs the coroutine's first step itself; during that first step (up to the first
 await that waits) there is no current task, so a handler that calls `asyncio.current_task()` or
 enters `asyncio.timeout()` before it awaits anything should run with eager calls off
-(`TransportConfig.eager_calls`, `--no-eager-calls`).
+(`TransportConfig.eager_calls`, `python -m greet.server --no-eager-calls`).
 """
 
 from __future__ import annotations
