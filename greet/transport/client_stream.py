@@ -33,6 +33,7 @@ from multidict import MultiDict
 from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
 from greet.transport.engine import ErrorCode, Header, Headers, StreamGone
 from greet.transport.errors import StreamReset
+from greet.transport.events import listened
 from greet.transport.receiving import CompressedBody, MessageFramer
 
 if TYPE_CHECKING:
@@ -46,6 +47,14 @@ __all__ = ["ClientStream"]
 
 CONTENT_TYPE = "application/grpc"
 USER_AGENT_HEADER = (b"user-agent", USER_AGENT.encode())
+
+
+OK_STATUS = (b":status", b"200")
+OK_TRAILER = (b"grpc-status", b"0")
+
+
+def _empty_metadata() -> _Metadata:
+    return _Metadata(MultiDict())
 
 
 def _text_headers(headers: Headers) -> list[tuple[str, str]]:
@@ -229,13 +238,16 @@ class ClientStream(Stream[Any, Any]):
         ]
         if self.encoding is not None:
             headers.append((b"grpc-encoding", self.encoding.encode()))
-        (metadata,) = await self._dispatch.send_request(
-            self._metadata,
-            method_name=self._method_name,
-            deadline=self._deadline,
-            content_type=CONTENT_TYPE,
-        )
-        headers += [(k.encode(), v.encode()) for k, v in encode_metadata(metadata)]
+        metadata = self._metadata
+        if listened(self._dispatch, "send_request"):
+            (metadata,) = await self._dispatch.send_request(
+                metadata,
+                method_name=self._method_name,
+                deadline=self._deadline,
+                content_type=CONTENT_TYPE,
+            )
+        if metadata:
+            headers += [(k.encode(), v.encode()) for k, v in encode_metadata(metadata)]
         if self.failure is not None:
             raise self.failure
         if not connection.usable:
@@ -275,7 +287,8 @@ class ClientStream(Stream[Any, Any]):
             end_stream = True
         if self._end_done:
             raise ProtocolError("Stream is ended")
-        (message,) = await self._dispatch.send_message(message)
+        if listened(self._dispatch, "send_message"):
+            (message,) = await self._dispatch.send_message(message)
         body = self._codec.encode(message, self._send_type)
         flag = b"\x00"
         if self.encoding is not None and len(body) >= self.compression_threshold:
@@ -334,7 +347,21 @@ class ClientStream(Stream[Any, Any]):
         while self.response_headers is None:
             await self._wait()
         self._recv_initial_metadata_done = True
-        headers = _text_headers(self.response_headers)
+        raw = self.response_headers
+        if (
+            len(raw) <= 3
+            and raw[0] == OK_STATUS
+            and raw[1][0] == b"content-type"
+            and raw[1][1].startswith(b"application/grpc")
+            and (len(raw) == 2 or raw[2][0] == b"grpc-accept-encoding")
+        ):  # the usual reply headers: nothing more to read from them
+            self.initial_metadata = _empty_metadata()
+            if listened(self._dispatch, "recv_initial_metadata"):
+                (self.initial_metadata,) = await self._dispatch.recv_initial_metadata(
+                    self.initial_metadata
+                )
+            return
+        headers = _text_headers(raw)
         headers_map = dict(headers)
         self._raise_for_status(headers_map)
         self._raise_for_content_type(headers_map)
@@ -375,7 +402,8 @@ class ClientStream(Stream[Any, Any]):
         if type(body) is CompressedBody:
             body = decompress(body, self.reply_encoding, self.framer.limit, side="reply")
         message = self._codec.decode(body, self._recv_type)
-        (message,) = await self._dispatch.recv_message(message)
+        if listened(self._dispatch, "recv_message"):
+            (message,) = await self._dispatch.recv_message(message)
         self._messages_received += 1
         return message
 
@@ -398,7 +426,15 @@ class ClientStream(Stream[Any, Any]):
                 raise self.recv_error
             await self._wait()
         self._recv_trailing_metadata_done = True
-        trailers = _text_headers(self.response_trailers)
+        trailers_seen = self.response_trailers
+        if (
+            len(trailers_seen) == 1
+            and trailers_seen[0] == OK_TRAILER
+            and not listened(self._dispatch, "recv_trailing_metadata")
+        ):
+            self.trailing_metadata = _empty_metadata()
+            return
+        trailers = _text_headers(trailers_seen)
         status, message, details = self._process_grpc_status(dict(trailers))
         (trailing,) = await self._dispatch.recv_trailing_metadata(
             decode_metadata(trailers),

@@ -58,7 +58,17 @@ ConnectionClosed = ngh2.ConnectionClosed
 class NgHttp2Engine:
     """One connection's libnghttp2 session."""
 
-    __slots__ = ("_client", "_conn", "_events", "_filter", "_halted", "_limits", "_open", "_raw")
+    __slots__ = (
+        "_client",
+        "_conn",
+        "_events",
+        "_filter",
+        "_halted",
+        "_limits",
+        "_open",
+        "_peer_max_streams",
+        "_raw",
+    )
 
     def __init__(self, *, client: bool, limits: EngineLimits, events: EngineEvents) -> None:
         self._client = client
@@ -75,6 +85,7 @@ class NgHttp2Engine:
         self._conn = ngh2.Connection(ngh2.Role.CLIENT if client else ngh2.Role.SERVER, config)
         self._filter: SettingsAckFilter | None = None
         self._raw = b""  # greet's own frames, sent after the engine's pending output
+        self._peer_max_streams = MAX_STREAM_ID
         self._open = True
         self._halted = False
 
@@ -152,6 +163,9 @@ class NgHttp2Engine:
             elif kind is PingAcknowledged:
                 events.on_ping_ack(event.opaque_data)
             elif kind is SettingsReceived:
+                self._peer_max_streams = self._conn.remote_settings.get(
+                    ngh2.Setting.MAX_CONCURRENT_STREAMS, MAX_STREAM_ID
+                )
                 events.on_settings()
                 events.on_window_update(0)  # INITIAL_WINDOW_SIZE may have grown every window
             elif kind is GoAwayReceived:
@@ -266,4 +280,4 @@ class NgHttp2Engine:
 
     @property
     def peer_max_concurrent_streams(self) -> int:
-        return self._conn.remote_settings.get(ngh2.Setting.MAX_CONCURRENT_STREAMS, 2**31 - 1)
+        return self._peer_max_streams

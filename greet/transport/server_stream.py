@@ -44,6 +44,7 @@ from multidict import MultiDict
 
 from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
 from greet.transport.engine import ErrorCode, Header, StreamGone
+from greet.transport.events import listened
 from greet.transport.interception import run_chain
 from greet.transport.receiving import RECV_YIELD_EVERY, CompressedBody, MessageFramer, truncated
 
@@ -65,16 +66,6 @@ RESPONSE_HEADERS: list[Header] = [
 ]
 OK_TRAILERS: list[Header] = [(b"grpc-status", b"0")]
 STATUS_VALUES = {status: str(status.value).encode() for status in Status}
-
-
-def listened(dispatch: object, method: str) -> bool:
-    """Whether grpclib event listeners wait on this dispatch method (`recv_message`, ...).
-
-    grpclib's dispatcher keeps a no-op in its instance dict for every event nobody listens to
-    (and removes it when a listener is added): with none, the dispatch is skipped, which spares
-    an await and a MultiDict per step of every call.
-    """
-    return method not in vars(dispatch)
 
 
 def _header_list(headers: Collection[tuple[str, str]]) -> list[Header]:
