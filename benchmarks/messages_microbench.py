@@ -18,7 +18,6 @@ import statistics
 import sys
 import time
 import timeit
-from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -53,52 +52,61 @@ def pure_bytes(message: betterproto.Message) -> bytes:
         return stream.getvalue()
 
 
-def per_call_us(call: Callable[[], Any], repeats: int, seconds: float) -> float:
-    timer = timeit.Timer(call, timer=time.process_time)
+def per_call_us(statement: str, namespace: dict[str, Any], repeats: int, seconds: float) -> float:
+    timer = timeit.Timer(statement, globals=namespace, timer=time.process_time)
     number, elapsed = timer.autorange()
     number = max(1, int(number * seconds / max(elapsed, 1e-9)))
     runs = timer.repeat(repeat=repeats, number=number)
     return statistics.median(runs) / number * 1e6
 
 
-def cases() -> dict[str, tuple[Callable[[], Any], Callable[[], Any], Callable[[], Any]]]:
-    """Name -> (greet.messages, betterproto as installed, pure-Python betterproto)."""
-    hello = HelloResponse(message="Hello")
-    alice = b"\n\x05Alice"
-    many = NamesList(names=[f"name-{index:04d}" for index in range(1000)])
-    names = bytes(many)
-    return {
-        "build(HelloResponse, message='Hello')": (
-            lambda: messages.build(HelloResponse, message="Hello"),
-            lambda: HelloResponse(message="Hello"),
-            lambda: HelloResponse(message="Hello"),
-        ),
-        "decode(HelloRequest, b'\\n\\x05Alice')": (
-            lambda: messages.decode(HelloRequest, alice),
-            lambda: HelloRequest.FromString(alice),
-            lambda: pure_parse(HelloRequest, alice),
-        ),
-        "decode(NoParam, b'')": (
-            lambda: messages.decode(NoParam, b""),
-            lambda: NoParam.FromString(b""),
-            lambda: pure_parse(NoParam, b""),
-        ),
-        "encode(HelloResponse)": (
-            lambda: messages.encode(hello),
-            lambda: bytes(hello),
-            lambda: pure_bytes(hello),
-        ),
-        "decode(NamesList, 1,000 names)": (
-            lambda: messages.decode(NamesList, names),
-            lambda: NamesList.FromString(names),
-            lambda: pure_parse(NamesList, names),
-        ),
-        "encode(NamesList, 1,000 names)": (
-            lambda: messages.encode(many),
-            lambda: bytes(many),
-            lambda: pure_bytes(many),
-        ),
-    }
+NAMESPACE: dict[str, Any] = {
+    "messages": messages,
+    "pure_parse": pure_parse,
+    "pure_bytes": pure_bytes,
+    "HelloRequest": HelloRequest,
+    "HelloResponse": HelloResponse,
+    "NamesList": NamesList,
+    "NoParam": NoParam,
+    "hello": HelloResponse(message="Hello"),
+    "alice": b"\n\x05Alice",
+    "many": NamesList(names=[f"name-{index:04d}" for index in range(1000)]),
+}
+NAMESPACE["names"] = bytes(NAMESPACE["many"])
+
+CASES: dict[str, tuple[str, str, str]] = {
+    # name: (greet.messages, betterproto as installed, pure-Python betterproto)
+    "build(HelloResponse, message='Hello')": (
+        "messages.build(HelloResponse, message='Hello')",
+        "HelloResponse(message='Hello')",
+        "HelloResponse(message='Hello')",
+    ),
+    "decode(HelloRequest, b'\\n\\x05Alice')": (
+        "messages.decode(HelloRequest, alice)",
+        "HelloRequest.FromString(alice)",
+        "pure_parse(HelloRequest, alice)",
+    ),
+    "decode(NoParam, b'')": (
+        "messages.decode(NoParam, b'')",
+        "NoParam.FromString(b'')",
+        "pure_parse(NoParam, b'')",
+    ),
+    "encode(HelloResponse)": (
+        "messages.encode(hello)",
+        "bytes(hello)",
+        "pure_bytes(hello)",
+    ),
+    "decode(NamesList, 1,000 names)": (
+        "messages.decode(NamesList, names)",
+        "NamesList.FromString(names)",
+        "pure_parse(NamesList, names)",
+    ),
+    "encode(NamesList, 1,000 names)": (
+        "messages.encode(many)",
+        "bytes(many)",
+        "pure_bytes(many)",
+    ),
+}
 
 
 def main() -> int:
@@ -113,9 +121,11 @@ def main() -> int:
     header = f"{'operation':40} {'greet':>9} {'target':>8} {'betterproto':>12} {'pure':>9}"
     print(header)
     print("-" * len(header))
-    for name, (ours, installed, pure) in cases().items():
-        figures = [per_call_us(call, args.repeats, args.seconds) for call in (ours, installed)]
-        figures.append(per_call_us(pure, args.repeats, args.seconds))
+    for name, statements in CASES.items():
+        figures = [
+            per_call_us(statement, NAMESPACE, args.repeats, args.seconds)
+            for statement in statements
+        ]
         target = TARGETS_US.get(name)
         target_text = f"<= {target:g}" if target is not None else ""
         print(f"{name:40} {figures[0]:9.2f} {target_text:>8} {figures[1]:12.2f} {figures[2]:9.2f}")
