@@ -550,21 +550,28 @@ def _decode_run(
     """
     append = out.append
     if text is not None and key < 0x80:
+        # All ASCII: keys and lengths are one byte each. `payload` is where an element's bytes
+        # start (its length is the byte before); the run ends where the next byte is not `key`,
+        # or, through IndexError, at the end of `data`.
         source: str | bytes = text if kind == _STRING else data
+        payload = pos + 1
         end = pos
         try:
             while True:
-                end = pos + 1 + data[pos]
-                append(source[pos + 1 : end])
-                if end < size and data[end] == key:
-                    pos = end + 1
-                else:
-                    break
-        except IndexError:  # `key` is the last byte: its length is missing
-            raise _truncated(plan, key, pos - 1, "its length") from None
-        if end > size:
-            raise _truncated(plan, key, pos - 1, f"its {end - pos - 1} bytes")
-        return end
+                end = payload + data[payload - 1]
+                append(source[payload:end])
+                if data[end] != key:
+                    return end
+                payload = end + 2
+        except IndexError:
+            if payload - 1 >= size:  # the last byte is `key`: its length is missing
+                raise _truncated(plan, key, payload - 2, "its length") from None
+            if end > size:
+                left = size - payload
+                raise _truncated(
+                    plan, key, payload - 2, f"its {end - payload} bytes ({left} are left)"
+                ) from None
+            return end
     while True:
         if pos >= size:
             raise _truncated(plan, key, start, "its length")

@@ -1025,6 +1025,12 @@ MALFORMED: list[tuple[str, type[betterproto.Message], bytes, str]] = [
         r"field 1 \(names\) at byte 3 is missing its length",
     ),
     (
+        "bare key after an earlier ASCII run",
+        NamesList,
+        b"\n\x01a\n\x01b\x10\x01\n",
+        r"field 1 \(names\) at byte 8 is missing its length",
+    ),
+    (
         "ASCII run with the last name cut short",
         NamesList,
         b"\n\x01a\n\x05ab",
