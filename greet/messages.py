@@ -543,10 +543,9 @@ def _decode_run(
     """Append a run of one repeated string or bytes field (one-byte `key`) to `out`.
 
     `start` is where the first element's key is and `pos` where its length is; the run goes on
-    while the next byte is `key`. With
-    `text` (all of `data` decoded as ASCII: every length is then a one-byte varint and every
-    string is valid) elements are slices; otherwise each is checked and decoded on its own.
-    Returns the position after the run.
+    while the next byte is `key`. With `text` (all of `data` decoded as ASCII: every length is
+    then a one-byte varint and every string valid) elements are slices of it; otherwise each is
+    checked and decoded on its own. Returns the position after the run.
     """
     append = out.append
     if text is not None and key < 0x80:
