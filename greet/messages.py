@@ -211,6 +211,9 @@ class _Plan:
     rules: dict[int, _FieldRule]
     # (field name, kind, repeated, optional, key bytes, default, extra) in betterproto's order
     writers: tuple[tuple[str, int, bool, bool, bytes, Any, Any], ...]
+    # (field name, key byte) when the class has one field, a plain string with a one-byte key
+    # (HelloRequest, HelloResponse): build, decode and encode take a shortcut for it
+    single_string: tuple[str, int] | None = None
 
 
 _NOT_COMPILED: Final[Any] = object()
@@ -339,6 +342,11 @@ def _make_plan(cls: type) -> _Plan | None:
     built_template = {"_serialized_on_wire": False, **absent}
     built_template.update({"_unknown_fields": b"", "_group_current": None})
     decoded_template = dict(built_template, _serialized_on_wire=True)
+    single_string = None
+    if len(writers) == 1:
+        name, kind, repeated, optional, key, _, _ = writers[0]
+        if kind == _STRING and not repeated and not optional and len(key) == 1:
+            single_string = (name, key[0])
     return _Plan(
         field_names=frozenset(absent),
         absent=absent,
@@ -347,6 +355,7 @@ def _make_plan(cls: type) -> _Plan | None:
         by_key=by_key,
         rules=rules,
         writers=tuple(writers),
+        single_string=single_string,
     )
 
 
@@ -387,6 +396,18 @@ def build(cls: type[MessageT], /, **fields: Any) -> MessageT:
         plan = _compile(cls)
     if plan is None:
         return cls(**fields)
+    single = plan.single_string
+    if single is not None and len(fields) == 1:
+        name = single[0]
+        value = fields.get(name, _NOT_COMPILED)
+        if type(value) is str:  # the shortcut: one string field, given as a str
+            message: MessageT = _object_new(cls)
+            state = _object_getattribute(message, "__dict__")
+            state.update(plan.built_template)
+            state[name] = value
+            state["_serialized_on_wire"] = True
+            state["_group_current"] = {}
+            return message
     serialized = False
     if fields:
         absent = plan.absent
@@ -398,7 +419,7 @@ def build(cls: type[MessageT], /, **fields: Any) -> MessageT:
                 return cls(**fields)  # betterproto's __setattr__ marks some messages serialized
             if value is not unset and value is not PLACEHOLDER:
                 serialized = True  # as betterproto's __post_init__ decides
-    message: MessageT = _object_new(cls)
+    message = _object_new(cls)
     state = _object_getattribute(message, "__dict__")
     state.update(plan.built_template)
     if fields:
@@ -425,6 +446,18 @@ def decode(cls: type[MessageT], data: bytes) -> MessageT:
     if data:
         if type(data) is not bytes:
             data = bytes(data)
+        single = plan.single_string
+        if (  # the shortcut: exactly one occurrence of the one string field, ASCII, < 128 bytes
+            single is not None
+            and data[0] == single[1]
+            and len(data) >= 2
+            and data[1] == len(data) - 2
+            and data[1] < 0x80
+            and data.isascii()
+        ):
+            state[single[0]] = data[2:].decode("ascii")
+            state["_group_current"] = {}
+            return message
         unknown = _decode_fields(plan, data, state)
         if unknown:
             state["_unknown_fields"] = unknown
@@ -750,8 +783,17 @@ def encode(message: Message) -> bytes:
         plan = _compile(cls)
     if plan is None:
         return bytes(message)
+    state = _object_getattribute(message, "__dict__")
+    single = plan.single_string
+    if single is not None:
+        value = state[single[0]]
+        if type(value) is str and not state["_unknown_fields"]:
+            if not value:
+                return b""
+            if value.isascii() and len(value) < 0x80:  # the shortcut: key, length, bytes
+                return bytes((single[1], len(value))) + value.encode()
     try:
-        return _encode_fields(plan, _object_getattribute(message, "__dict__"))
+        return _encode_fields(plan, state)
     except Exception:
         # A value outside its field's type (or a mangled instance): betterproto decides, with
         # its own result or error.

@@ -31,6 +31,7 @@ from greet.transport.client_connection import ClientConnection
 from greet.transport.client_stream import ClientStream
 from greet.transport.config import ChannelConfig
 from greet.transport.decoding import StrictProtoCodec
+from greet.transport.events import Listening
 
 __all__ = ["Channel"]
 
@@ -74,6 +75,7 @@ class Channel(GrpclibChannel):
         self.authority = authority(host, port).encode("ascii")
         self.codec = codec
         self.status_details_codec: StatusDetailsCodecBase | None = status_details_codec
+        self.listening = Listening(self.__dispatch__)
         self.connection: ClientConnection | None = None
         self._connecting: asyncio.Lock | None = None
 

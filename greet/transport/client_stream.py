@@ -33,7 +33,6 @@ from multidict import MultiDict
 from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
 from greet.transport.engine import ErrorCode, Header, Headers, StreamGone
 from greet.transport.errors import StreamReset
-from greet.transport.events import listened
 from greet.transport.receiving import CompressedBody, MessageFramer
 
 if TYPE_CHECKING:
@@ -91,6 +90,7 @@ class ClientStream(Stream[Any, Any]):
             deadline=deadline,
         )
         self.channel = channel
+        self._listening = channel.listening.names()
         self.connection: ClientConnection | None = None
         self.stream_id = 0
         config = channel.transport_config
@@ -239,7 +239,7 @@ class ClientStream(Stream[Any, Any]):
         if self.encoding is not None:
             headers.append((b"grpc-encoding", self.encoding.encode()))
         metadata = self._metadata
-        if listened(self._dispatch, "send_request"):
+        if "send_request" in self._listening:
             (metadata,) = await self._dispatch.send_request(
                 metadata,
                 method_name=self._method_name,
@@ -287,7 +287,7 @@ class ClientStream(Stream[Any, Any]):
             end_stream = True
         if self._end_done:
             raise ProtocolError("Stream is ended")
-        if listened(self._dispatch, "send_message"):
+        if "send_message" in self._listening:
             (message,) = await self._dispatch.send_message(message)
         body = self._codec.encode(message, self._send_type)
         flag = b"\x00"
@@ -356,7 +356,7 @@ class ClientStream(Stream[Any, Any]):
             and (len(raw) == 2 or raw[2][0] == b"grpc-accept-encoding")
         ):  # the usual reply headers: nothing more to read from them
             self.initial_metadata = _empty_metadata()
-            if listened(self._dispatch, "recv_initial_metadata"):
+            if "recv_initial_metadata" in self._listening:
                 (self.initial_metadata,) = await self._dispatch.recv_initial_metadata(
                     self.initial_metadata
                 )
@@ -402,7 +402,7 @@ class ClientStream(Stream[Any, Any]):
         if type(body) is CompressedBody:
             body = decompress(body, self.reply_encoding, self.framer.limit, side="reply")
         message = self._codec.decode(body, self._recv_type)
-        if listened(self._dispatch, "recv_message"):
+        if "recv_message" in self._listening:
             (message,) = await self._dispatch.recv_message(message)
         self._messages_received += 1
         return message
@@ -430,7 +430,7 @@ class ClientStream(Stream[Any, Any]):
         if (
             len(trailers_seen) == 1
             and trailers_seen[0] == OK_TRAILER
-            and not listened(self._dispatch, "recv_trailing_metadata")
+            and "recv_trailing_metadata" not in self._listening
         ):
             self.trailing_metadata = _empty_metadata()
             return

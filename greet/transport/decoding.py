@@ -17,6 +17,10 @@ from grpclib.const import Status
 from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
 
+from greet.messages import decode as decode_message
+from greet.messages import encode as encode_message
+from greet.messages import is_simple
+
 __all__ = [
     "MalformedMessage",
     "StrictProtoCodec",
@@ -167,20 +171,38 @@ def check_wire_format(
 class StrictProtoCodec(ProtoCodec):
     """grpclib's proto codec, but a malformed message is INVALID_ARGUMENT, never UNKNOWN.
 
-    With pure-Python betterproto the bytes are checked by `check_wire_format` first (betterproto
-    would accept truncated input silently); betterproto-rust-codec checks them itself, and its
-    error is reported the same way. `validate=None` chooses by what is installed.
+    Simple betterproto messages (all of greet's) go through greet.messages, which decodes
+    strictly and encodes byte-identically, at a small fraction of betterproto's cost. Other
+    betterproto messages are checked by `check_wire_format` first when pure-Python betterproto
+    decodes them (it would accept truncated input silently); betterproto-rust-codec checks them
+    itself, and its error is reported the same way. google.protobuf messages (health,
+    reflection) decode strictly on their own. `validate=None` chooses by what is installed.
     """
 
     def __init__(self, *, validate: bool | None = None) -> None:
         self.validate = not rust_codec_active() if validate is None else validate
+        self._simple: dict[type, bool] = {}
+
+    def _is_simple(self, message_type: type) -> bool:
+        simple = self._simple.get(message_type)
+        if simple is None:
+            simple = self._simple[message_type] = is_simple(message_type)
+        return simple
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:
-            if self.validate:
+            if self._is_simple(message_type):
+                return decode_message(message_type, data)
+            if self.validate and issubclass(message_type, betterproto.Message):
                 check_wire_format(data, message_type)
             return message_type.FromString(data)
         except Exception as error:
             raise GRPCError(
                 Status.INVALID_ARGUMENT, f"malformed {message_type.__name__} message: {error}"
             ) from error
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        kind = type(message)
+        if kind is message_type and self._is_simple(kind):
+            return encode_message(message)
+        return super().encode(message, message_type)

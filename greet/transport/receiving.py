@@ -52,6 +52,11 @@ class MessageFramer:
         self._length = -1  # the body length of the message being read; -1: reading a prefix
 
     @property
+    def untouched(self) -> bool:
+        """Nothing has been fed (or all of it was taken)."""
+        return not self.messages and self._length < 0 and not self._buffer
+
+    @property
     def inside_message(self) -> bool:
         """True when a message has begun and not ended (the stream must not end now)."""
         return bool(self._buffer) or self._length >= 0

@@ -10,13 +10,17 @@ the header list size as SETTINGS_MAX_HEADER_LIST_SIZE counts it (32 bytes of ove
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from grpclib.metadata import Deadline, _Metadata, decode_bin_value, decode_timeout
 from multidict import MultiDict
 
 from greet.transport.engine import Headers
 
-__all__ = ["BadRequestHead", "RequestHead", "read_request_head"]
+if TYPE_CHECKING:
+    from grpclib.const import Handler, Status
+
+__all__ = ["BadRequestHead", "RequestHead", "Route", "read_request_head"]
 
 FIELD_OVERHEAD = 32
 NOT_METADATA = frozenset({b"te", b"content-type", b"user-agent"})
@@ -62,6 +66,19 @@ class RequestHead:
             else:
                 metadata.add(key, value.decode("latin-1"))
         return _Metadata(metadata)
+
+
+@dataclass(slots=True)
+class Route:
+    """What one request header block means to a server: the handler and the head, or why the
+    call is answered without one (`rejection`: status, message, HTTP status). Servers keep the
+    Routes of the header blocks they see (a client sends the same block call after call)."""
+
+    head: RequestHead
+    handler: Handler | None
+    rejection: tuple[Status, str, bytes] | None
+    reply_encoding: str | None
+    call_attributes: dict[str, object] | None = None  # what every call of the route starts with
 
 
 def read_request_head(headers: Headers) -> RequestHead:

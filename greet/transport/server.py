@@ -22,14 +22,18 @@ import ssl as ssl_module
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
-from grpclib.const import Handler
+from grpclib.const import Handler, Status
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.server import Server
 
+from greet.transport.compression import accepted
 from greet.transport.config import TransportConfig
 from greet.transport.decoding import StrictProtoCodec
+from greet.transport.engine import Headers
+from greet.transport.events import Listening
 from greet.transport.interception import Interceptor
+from greet.transport.request_head import RequestHead, Route, read_request_head
 from greet.transport.server_connection import ServerConnection
 
 if TYPE_CHECKING:
@@ -42,6 +46,7 @@ __all__ = ["TransportServer"]
 log = logging.getLogger("greet.server")
 
 BACKLOG = 1024
+ROUTE_CACHE = 256  # distinct request header blocks remembered (then forgotten all at once)
 
 
 class TransportServer(Server):
@@ -69,11 +74,64 @@ class TransportServer(Server):
         self.codec = codec
         self.status_details_codec: StatusDetailsCodecBase | None = status_details_codec
         self.dispatch = self.__dispatch__
+        self.listening = Listening(self.__dispatch__)
         self.connections: set[ServerConnection] = set()
+        self._routes: dict[Headers, Route] = {}
         self.listener: asyncio.Server | None = None
         self._hurry = asyncio.Event()
         self._all_closed = asyncio.Event()
         self._all_closed.set()
+
+    def route(self, headers: Headers) -> Route:
+        """The Route of a request header block (cached: see greet.transport.request_head)."""
+        key = headers if type(headers) is tuple else tuple(headers)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._new_route(read_request_head(key))
+            if len(self._routes) >= ROUTE_CACHE:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
+
+    def _new_route(self, head: RequestHead) -> Route:
+        config = self.transport_config
+        limit = config.max_header_list_bytes
+        if head.size > limit:
+            message = (
+                f"request headers are {head.size} bytes; the limit (--max-header-list-bytes) "
+                f"is {limit}"
+            )
+            return Route(head, None, (Status.RESOURCE_EXHAUSTED, message, b"200"), None)
+        if head.method != b"POST":
+            return Route(head, None, (Status.UNIMPLEMENTED, "gRPC requests use POST", b"405"), None)
+        content_type = head.content_type
+        if content_type is None or not content_type.startswith("application/grpc"):
+            message = f"invalid gRPC request content-type {content_type!r}"
+            return Route(head, None, (Status.INVALID_ARGUMENT, message, b"415"), None)
+        handler = self.methods.get(head.path)
+        if handler is None:
+            message = f"Method not found: {head.path}"
+            return Route(head, None, (Status.UNIMPLEMENTED, message, b"200"), None)
+        wanted = config.compression
+        reply_encoding = None
+        if wanted not in (None, "identity") and wanted in accepted(head.accept_encoding):
+            reply_encoding = wanted
+        route = Route(head, handler, None, reply_encoding)
+        route.call_attributes = {
+            "route": route,
+            "_method_name": head.path,
+            "_cardinality": handler.cardinality,
+            "_recv_type": handler.request_type,
+            "_send_type": handler.reply_type,
+            "_codec": self.codec,
+            "_status_details_codec": self.status_details_codec,
+            "_dispatch": self.dispatch,
+            "user_agent": head.user_agent,
+            "handler_func": handler.func,
+            "reply_encoding": reply_encoding,
+            "unary_request": not handler.cardinality.client_streaming,
+        }
+        return route
 
     def connection_factory(self) -> ServerConnection:
         self._all_closed.clear()

@@ -28,11 +28,11 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any, cast
 
-from grpclib.const import Handler, Status
+from grpclib.const import Status
 from grpclib.metadata import encode_grpc_message
 from grpclib.protocol import Peer
 
-from greet.transport.compression import ACCEPT_ENCODING, accepted
+from greet.transport.compression import ACCEPT_ENCODING
 from greet.transport.eager import start_call
 from greet.transport.engine import (
     EngineFailure,
@@ -45,7 +45,7 @@ from greet.transport.engine import (
 from greet.transport.frames import goaway_frame
 from greet.transport.lifecycle import ConnectionLifecycle
 from greet.transport.policy import PingStrikes, TokenBucket
-from greet.transport.request_head import BadRequestHead, read_request_head
+from greet.transport.request_head import BadRequestHead
 from greet.transport.server_stream import CONTENT_TYPE, STATUS_VALUES, ServerCall, run_call
 from greet.transport.writes import WriteBatcher
 
@@ -71,6 +71,8 @@ class ServerConnection(asyncio.Protocol):
         self.config = config
         self.calls: dict[int, ServerCall] = {}
         self.stream_send_buffer = config.stream_send_buffer
+        self.max_concurrent_streams = config.max_concurrent_streams
+        self.max_message_bytes = config.max_message_bytes
         self.connection_send_buffer = config.connection_send_buffer
         self.send_blocked = False  # the socket's or the engine's buffer is full
         self.highest_stream_id = 0
@@ -120,12 +122,16 @@ class ServerConnection(asyncio.Protocol):
         if self.closing:
             return
         self.lifecycle.last_read = self.loop.time()
+        writes = self.writes
+        writes.holding = True  # what calls send now goes out with the flush below
         try:
             self.engine.receive(data)
         except EngineFailure as failure:
             self._fail(failure)
             return
-        self.writes.now()
+        finally:
+            writes.holding = False
+        writes.now()
 
     def eof_received(self) -> bool:
         return False  # the peer is done: close (HTTP/2 has no half-closed connections)
@@ -377,86 +383,32 @@ class ServerConnection(asyncio.Protocol):
         if self.final_goaway is not None and stream_id > self.final_goaway:
             engine.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
-        if len(self.calls) >= self.config.max_concurrent_streams:
+        if len(self.calls) >= self.max_concurrent_streams:
             engine.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
-        head = read_request_head(headers)
-        limit = self.config.max_header_list_bytes
-        if head.size > limit:
-            self._answer(
-                stream_id,
-                Status.RESOURCE_EXHAUSTED,
-                f"request headers are {head.size} bytes; the limit (--max-header-list-bytes) "
-                f"is {limit}",
-                ended=end_stream,
-            )
+        route = self.server.route(headers)
+        rejection = route.rejection
+        if rejection is not None:
+            status, message, http_status = rejection
+            self._answer(stream_id, status, message, http_status=http_status, ended=end_stream)
             return
-        if head.method != b"POST":
-            self._answer(
-                stream_id,
-                Status.UNIMPLEMENTED,
-                "gRPC requests use POST",
-                http_status=b"405",
-                ended=end_stream,
-            )
-            return
-        content_type = head.content_type
-        if content_type is None or not content_type.startswith("application/grpc"):
-            self._answer(
-                stream_id,
-                Status.INVALID_ARGUMENT,
-                f"invalid gRPC request content-type {content_type!r}",
-                http_status=b"415",
-                ended=end_stream,
-            )
-            return
-        server = self.server
-        handler: Handler | None = server.methods.get(head.path)
-        if handler is None:
-            self._answer(
-                stream_id, Status.UNIMPLEMENTED, f"Method not found: {head.path}", ended=end_stream
-            )
-            return
+        head = route.head
         try:
-            deadline = head.deadline()
+            deadline = head.deadline() if head.timeout is not None else None
             metadata = head.metadata()
         except BadRequestHead as error:
             self._answer(stream_id, Status.INTERNAL, str(error), ended=end_stream)
             return
-        call = ServerCall(
-            self,
-            stream_id,
-            head.path,
-            handler,
-            codec=server.codec,
-            status_details_codec=server.status_details_codec,
-            dispatch=server.dispatch,
-            deadline=deadline,
-            metadata=metadata,
-            user_agent=head.user_agent,
-            content_type=content_type,
-            peer=self.peer,
-            max_message_bytes=self.config.max_message_bytes,
-            encoding=head.encoding,
-            reply_encoding=self._reply_encoding(head.accept_encoding),
-            compression_threshold=self.config.compression_threshold,
-        )
+        call = ServerCall(self, stream_id, route, deadline, metadata)
         self.calls[stream_id] = call
         if end_stream:
             call.end_request()
-        if handler.cardinality.client_streaming or end_stream:
+        if call._cardinality.client_streaming or end_stream:
             self._run(call)
-
-    def _reply_encoding(self, accept_encoding: bytes | None) -> str | None:
-        """--compression, if the client accepts it (its grpc-accept-encoding)."""
-        wanted = self.config.compression
-        if wanted is None or wanted == "identity" or not accept_encoding:
-            return None
-        return wanted if wanted in accepted(accept_encoding) else None
 
     def _run(self, call: ServerCall) -> None:
         """Start the handler; a unary request is checked for its one message first."""
-        if not call._cardinality.client_streaming:
+        if call.unary_request and call.single is None:
             if call.recv_error is not None:
                 self.reject(call, call.recv_error.status, call.recv_error.message or "")
                 return
@@ -476,6 +428,20 @@ class ServerConnection(asyncio.Protocol):
         if call is None or call.closed:
             self.engine.acknowledge(stream_id, len(data))
             return
+        if end_stream and call.unary_request and not call.started and call.framer.untouched:
+            # The usual unary request: its one whole message in the DATA frame that ends it.
+            size = len(data) - 5
+            if (
+                size >= 0
+                and data[0] == 0
+                and int.from_bytes(data[1:5], "big") == size
+                and size <= self.max_message_bytes
+            ):
+                call.single = data[5:]
+                call.unacked = len(data)
+                call.request_ended = True
+                self._run(call)
+                return
         call.feed(data, end_stream)
         if call.started:
             return

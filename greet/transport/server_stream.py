@@ -27,7 +27,7 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from grpclib.const import Cardinality, Handler, Status
+from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from grpclib.metadata import (
     _STATUS_DETAILS_KEY,
@@ -38,20 +38,16 @@ from grpclib.metadata import (
     encode_grpc_message,
     encode_metadata,
 )
-from grpclib.protocol import Peer
 from grpclib.server import Stream
 from multidict import MultiDict
 
 from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
 from greet.transport.engine import ErrorCode, Header, StreamGone
-from greet.transport.events import listened
 from greet.transport.interception import run_chain
 from greet.transport.receiving import RECV_YIELD_EVERY, CompressedBody, MessageFramer, truncated
 
 if TYPE_CHECKING:
-    from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
-    from grpclib.events import _DispatchServerEvents
-
+    from greet.transport.request_head import Route
     from greet.transport.server_connection import ServerConnection
 
 __all__ = ["CONTENT_TYPE", "ServerCall", "run_call"]
@@ -75,66 +71,62 @@ def _header_list(headers: Collection[tuple[str, str]]) -> list[Header]:
 class ServerCall(Stream[Any, Any]):
     """One call (see the module docstring). Built by the connection, not by users."""
 
+    # Defaults of what changes during a call: set on the instance only when it changes.
+    task: asyncio.Task[None] | None = None  # while the handler waits (see eager.py)
+    started = False  # the handler has been started
+    request_ended = False
+    recv_error: GRPCError | None = None
+    unacked = 0
+    closed = False  # the HTTP/2 stream is gone (reset, closed, connection lost)
+    deadline_hit = False
+    shutting_down = False
+    status: Status | None = None  # what the trailers said, once they are sent
+    status_message: str | None = None
+    _received = 0
+    _unchecked = 0  # bytes sent since the send queue was last looked at
+    _recv_waiter: asyncio.Future[None] | None = None
+    _send_waiter: asyncio.Future[None] | None = None
+    _deadline_timer: asyncio.TimerHandle | None = None
+    single: bytes | None = None  # a unary request's one message, when it came whole
+    # Set from the route (request_head.Route.call_attributes):
+    route: Route
+    handler_func: Any
+    reply_encoding: str | None
+    unary_request: bool
+
     def __init__(
         self,
         connection: ServerConnection,
         stream_id: int,
-        method_name: str,
-        handler: Handler,
-        *,
-        codec: CodecBase,
-        status_details_codec: StatusDetailsCodecBase | None,
-        dispatch: _DispatchServerEvents,
+        route: Route,
         deadline: Deadline | None,
         metadata: _Metadata,
-        user_agent: str | None,
-        content_type: str,
-        peer: Peer,
-        max_message_bytes: int,
-        encoding: str | None = None,
-        reply_encoding: str | None = None,
-        compression_threshold: int = 0,
     ) -> None:
         # grpclib's Stream.__init__ wants grpclib's own HTTP/2 stream; the same attributes are
-        # set here for the transport greet owns.
-        self._method_name = method_name
-        self._cardinality = handler.cardinality
-        self._recv_type = handler.request_type
-        self._send_type = handler.reply_type
-        self._codec = codec
-        self._status_details_codec = status_details_codec
-        self._dispatch = dispatch
+        # set here for the transport greet owns, most of them from the route's prototype.
+        attributes = vars(self)
+        attributes.update(route.call_attributes)  # type: ignore[arg-type]
+        self._listening = connection.server.listening.names()
         self.deadline = deadline
         self.metadata = metadata
-        self.user_agent = user_agent
-        self.peer = peer
-        self.content_type = content_type
-        self.handler_func = handler.func
+        self.peer = connection.peer
         self.connection = connection
         self.stream_id = stream_id
-        self.framer = MessageFramer(max_message_bytes)
-        self.encoding = encoding  # how the client compresses (grpc-encoding)
-        self.reply_encoding = reply_encoding  # how replies are compressed (None: not at all)
-        self.compression_threshold = compression_threshold
-        self.task: asyncio.Task[None] | None = None  # while the handler waits (see eager.py)
-        self.started = False  # the handler has been started
-        self.request_ended = False
-        self.recv_error: GRPCError | None = None
-        self.unacked = 0
-        self.closed = False  # the HTTP/2 stream is gone (reset, closed, connection lost)
-        self.deadline_hit = False
-        self.shutting_down = False
-        self.status: Status | None = None  # what the trailers said, once they are sent
-        self.status_message: str | None = None
+        self.framer = MessageFramer(connection.max_message_bytes)
         self.started_at = time.perf_counter()
-        self._received = 0
-        self._recv_waiter: asyncio.Future[None] | None = None
-        self._send_waiter: asyncio.Future[None] | None = None
-        self._deadline_timer: asyncio.TimerHandle | None = None
         if deadline is not None:
             self._deadline_timer = asyncio.get_running_loop().call_later(
                 max(0.0, deadline.time_remaining()), self._deadline_expired
             )
+
+    @property
+    def content_type(self) -> str:
+        return self.route.head.content_type or ""
+
+    @property
+    def encoding(self) -> str | None:
+        """How the client compresses its messages (grpc-encoding)."""
+        return self.route.head.encoding
 
     # -- what interceptors read (greet.transport.interception) -------------------------------
 
@@ -229,14 +221,27 @@ class ServerCall(Stream[Any, Any]):
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
             self._deadline_timer = None
-        self.framer.clear()
-        self.connection.acknowledge(self)
+        framer = self.framer
+        if framer.messages or framer.inside_message:
+            framer.clear()
+        if self.unacked:
+            self.connection.acknowledge(self)
         self.task = None
 
     # -- grpclib.server.Stream ---------------------------------------------------------------
 
     async def recv_message(self) -> Any:
         """The next request message, or None once the client has ended its stream."""
+        body = self.single
+        if body is not None:  # the unary fast path: one message, nothing else to wait for
+            self.single = None
+            if self.unacked:
+                self.connection.acknowledge(self)
+            message = self._codec.decode(body, self._recv_type)
+            if "recv_message" in self._listening:
+                (message,) = await self._dispatch.recv_message(message)
+            self._messages_received += 1
+            return message
         messages = self.framer.messages
         while not messages:
             if self.recv_error is not None:
@@ -259,7 +264,7 @@ class ServerCall(Stream[Any, Any]):
         if type(body) is CompressedBody:
             body = decompress(body, self.encoding, self.framer.limit)
         message = self._codec.decode(body, self._recv_type)
-        if listened(self._dispatch, "recv_message"):
+        if "recv_message" in self._listening:
             (message,) = await self._dispatch.recv_message(message)
         self._messages_received += 1
         return message
@@ -277,13 +282,16 @@ class ServerCall(Stream[Any, Any]):
         if self._send_initial_metadata_done:
             raise ProtocolError("Initial metadata was already sent")
         sent: Any = metadata
-        if listened(self._dispatch, "send_initial_metadata"):
+        if "send_initial_metadata" in self._listening:
             (sent,) = await self._dispatch.send_initial_metadata(MultiDict(metadata or ()))
         headers = RESPONSE_HEADERS
         if self.reply_encoding is not None:
             headers = [*headers, (b"grpc-encoding", self.reply_encoding.encode())]
         if sent:
             headers = headers + _header_list(encode_metadata(sent))
+        self._send_headers(headers)
+
+    def _send_headers(self, headers: list[Header]) -> None:
         self._check_open()
         connection = self.connection
         try:
@@ -295,14 +303,20 @@ class ServerCall(Stream[Any, Any]):
 
     async def send_message(self, message: Any) -> None:
         if not self._send_initial_metadata_done:
-            await self.send_initial_metadata()
+            if self.reply_encoding is None and "send_initial_metadata" not in self._listening:
+                self._send_headers(RESPONSE_HEADERS)  # the usual case, without an await
+            else:
+                await self.send_initial_metadata()
         if not self._cardinality.server_streaming and self._send_message_done:
             raise ProtocolError("Message was already sent")
-        if listened(self._dispatch, "send_message"):
+        if "send_message" in self._listening:
             (message,) = await self._dispatch.send_message(message)
         body = self._codec.encode(message, self._send_type)
         flag = b"\x00"
-        if self.reply_encoding is not None and len(body) >= self.compression_threshold:
+        if (
+            self.reply_encoding is not None
+            and len(body) >= self.connection.config.compression_threshold
+        ):
             body = compress(body, self.reply_encoding)
             flag = b"\x01"
         self._check_open()
@@ -316,8 +330,15 @@ class ServerCall(Stream[Any, Any]):
         self._send_message_done = True
         self._messages_sent += 1
         connection.sent_something()
-        if engine.queued(stream_id) > connection.stream_send_buffer or connection.send_blocked:
-            await self._wait_writable()
+        # The send queue is looked at once a quarter of its bound has been sent since the last
+        # look (or when the connection is blocked): at most that much over the bound is queued.
+        unchecked = self._unchecked + len(body) + 5
+        if unchecked > connection.stream_send_buffer >> 2 or connection.send_blocked:
+            self._unchecked = 0
+            if engine.queued(stream_id) > connection.stream_send_buffer or connection.send_blocked:
+                await self._wait_writable()
+        else:
+            self._unchecked = unchecked
 
     async def _wait_writable(self) -> None:
         connection = self.connection
@@ -352,7 +373,7 @@ class ServerCall(Stream[Any, Any]):
                 "Unary response with OK status requires a single message to be sent"
             )
         sent: Any = metadata
-        if listened(self._dispatch, "send_trailing_metadata"):
+        if "send_trailing_metadata" in self._listening:
             (sent,) = await self._dispatch.send_trailing_metadata(
                 MultiDict(metadata or ()),
                 status=status,
@@ -428,7 +449,7 @@ async def serve(call: ServerCall) -> None:
     """The handler and the trailers its outcome calls for (the innermost link of the chain)."""
     try:
         func = call.handler_func
-        if listened(call._dispatch, "recv_request"):
+        if "recv_request" in call._listening:
             call.metadata, func = await call._dispatch.recv_request(
                 call.metadata,
                 func,

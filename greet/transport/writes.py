@@ -18,15 +18,16 @@ __all__ = ["WriteBatcher"]
 class WriteBatcher:
     """Schedules `flush` to run once per event-loop round (`request()`), or now (`now()`)."""
 
-    __slots__ = ("_flush", "_loop", "_scheduled")
+    __slots__ = ("_flush", "_loop", "_scheduled", "holding")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, flush: Callable[[], None]) -> None:
         self._loop = loop
         self._flush = flush
         self._scheduled = False
+        self.holding = False  # the caller flushes itself when it is done (input processing)
 
     def request(self) -> None:
-        if not self._scheduled:
+        if not self._scheduled and not self.holding:
             self._scheduled = True
             self._loop.call_soon(self._run)
 
