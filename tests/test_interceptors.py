@@ -21,7 +21,7 @@ from greet.errors import RpcError
 from greet.greeting import Limits, greeting_for
 from greet.middleware import CallObserver, Interceptor, Proceed, ServerCall
 from greet.server import GreetServer, ServerConfig
-from greet.testing import bound_socket, wait_until
+from greet.testing import ServerProcess, bound_socket, wait_until
 
 SERVICE = "/greet_service.GreetService/"
 UNARY = SERVICE + "SayHello"
@@ -469,3 +469,21 @@ async def test_an_observer_sees_the_server_end_a_call_at_its_deadline(
     [seen] = await recorder.wait_for(1)
     assert seen.status is Status.DEADLINE_EXCEEDED
     assert seen.elapsed >= 0.1
+
+
+async def test_the_rate_limit_example_refuses_calls_over_the_limit() -> None:
+    """`python -m greet.examples.rate_limit`, as a user runs it, with a grpcio client."""
+    args = ["--burst", "3", "--per-second", "0.001"]  # no new token during the test
+    async with ServerProcess(args, module="greet.examples.rate_limit") as server:
+        channel = grpc.insecure_channel(server.target)
+        try:
+            caller = GrpcioCaller(channel, ())
+            assert [await caller.unary() for _ in range(3)] == ["Hello"] * 3
+            refused = await failure_of(caller.unary())
+            assert refused.status is Status.RESOURCE_EXHAUSTED
+            assert refused.message.startswith(f"rate limit of {UNARY}: 3 calls")
+            assert await caller.server_stream(["Ann"]) == ["Hello Ann"]  # its own bucket
+        finally:
+            await asyncio.to_thread(channel.close)
+        assert await server.stop() == 0
+    assert "Traceback" not in "\n".join(server.log_lines)
