@@ -30,6 +30,7 @@ CLIENT_STREAM = SERVICE + "SayHelloClientStreaming"
 BIDI = SERVICE + "SayHelloBidirectionalStreaming"
 WORK_DELAY = 0.02
 TOKEN = "interceptor-token-9a7b3c"
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @dataclass(frozen=True)
@@ -487,3 +488,26 @@ async def test_the_rate_limit_example_refuses_calls_over_the_limit() -> None:
             await asyncio.to_thread(channel.close)
         assert await server.stop() == 0
     assert "Traceback" not in "\n".join(server.log_lines)
+
+
+def readme_interceptor_example() -> str:
+    readme = README.read_text()
+    section = readme.split("\n## Interceptors\n")[1].split("\n## ")[0]
+    return section.split("```python\n")[1].split("```")[0]
+
+
+async def test_the_readme_interceptor_example_works_as_written() -> None:
+    code = readme_interceptor_example()
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    server = namespace["server"]
+    assert isinstance(server, GreetServer)
+    await server.start(sock=bound_socket())
+    try:
+        async with GreetClient(server.target, timeout=30, metadata={"x-deny": "yes"}) as denied:
+            refused = await failure_of(denied.say_hello())
+        async with GreetClient(server.target, timeout=30) as client:
+            assert (await client.say_hello()).message == "Hello"
+    finally:
+        await server.stop(grace=1)
+    assert refused == Failure(Status.PERMISSION_DENIED, "denied")
