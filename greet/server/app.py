@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Sequence
 from types import TracebackType
 from typing import cast
 
-from greet.auth import BearerTokenAuth, TokenFile
+from greet.addresses import format_address
 from greet.cache import CachedGreeter
 from greet.greeting import Greeter, WorkingGreeter
 from greet.health import GreetHealth, ServingSwitch
-from greet.logs import AccessLog
-from greet.metrics import GrpcMetrics, MetricsEndpoint, in_worker_process, worker_registry
+from greet.middleware import AccessLog, BearerTokenAuth, Interceptor, TokenFile
 from greet.reflection import with_reflection
 from greet.server.config import ServerConfig
+from greet.server.metrics import ServingMetrics, metrics_wanted
 from greet.service import GreetService
 from greet.tls import server_ssl_context
 from greet.transport import (
@@ -29,11 +30,6 @@ from greet.transport import (
 __all__ = ["GreetServer", "format_address"]
 
 log = logging.getLogger("greet.server")
-
-
-def format_address(host: str, port: int) -> str:
-    """host:port, with IPv6 hosts in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def transport_config(config: ServerConfig) -> TransportConfig:
@@ -66,9 +62,19 @@ class GreetServer:
 
     Use as `async with GreetServer(config) as server:` (binds `config.host:config.port`), or call
     `start(sock=...)` with a socket that is already bound, as tests and worker processes do.
+
+    Every call runs through a chain of interceptors (greet.middleware): greet's own first -
+    metrics and the access log outermost, so that refused calls are counted and logged too,
+    then bearer-token auth - and after them `interceptors`, the caller's own, in the order given.
     """
 
-    def __init__(self, config: ServerConfig, *, backend: Greeter | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        backend: Greeter | None = None,
+        interceptors: Sequence[Interceptor] = (),
+    ) -> None:
         self.config = config
         # The greeting work (`backend`, by default the simulated one) behind a bounded cache
         # unless --cache-size is 0; `cache` is None without one (its counters feed metrics).
@@ -80,38 +86,38 @@ class GreetServer:
         self.service = GreetService(greeter=greeter, limits=config.limits)
         self.serving = ServingSwitch()
         self.health = GreetHealth([self.service], self.serving)
-        # greet's own HTTP/2 transport under a grpclib Server: limits, strict decoding,
-        # UNIMPLEMENTED with content-type, graceful drain (greet.transport)
-        self.grpc_server = TransportServer(
-            with_reflection([self.service, self.health]), config=transport_config(config)
-        )
-        # Observability (before auth, so refused calls are counted and logged too). Metrics are
-        # recorded with --metrics-port, or in a worker whose supervisor serves them (multiprocess
-        # mode); nothing is installed otherwise, which keeps the hot path free of event dispatch.
-        self.metrics: GrpcMetrics | None = None
-        self.metrics_endpoint: MetricsEndpoint | None = None
-        if config.metrics_port is not None or in_worker_process():
-            self.metrics = GrpcMetrics(worker_registry())
-            self.metrics.install(self.grpc_server, cache=self.cache)
-            if config.metrics_port is not None:
-                self.metrics_endpoint = MetricsEndpoint(
-                    self.metrics.registry,
-                    config.host,
-                    config.metrics_port,
-                    before_scrape=self.metrics.sync_cache,
-                )
-        if config.access_log:
-            AccessLog().install(self.grpc_server)
-        # Security: TLS context (None: plaintext) and bearer tokens (None: no auth).
+        handlers = with_reflection([self.service, self.health])
+        # Observability: metrics with --metrics-port, or in a worker whose supervisor serves
+        # them (multiprocess mode), and the access log with --access-log; without them no
+        # interceptor runs for them. Security: TLS (None: plaintext), bearer tokens (None: none).
+        self.metrics: ServingMetrics | None = None
+        if metrics_wanted(config.metrics_port):
+            self.metrics = ServingMetrics(
+                host=config.host, port=config.metrics_port, cache=self.cache
+            )
+        self.token_file: TokenFile | None = None
+        if config.auth_token_file is not None:
+            self.token_file = TokenFile(config.auth_token_file)
         self.ssl_context: ssl.SSLContext | None = None
         if config.tls_cert is not None and config.tls_key is not None:
             self.ssl_context = server_ssl_context(
                 config.tls_cert, config.tls_key, config.tls_client_ca
             )
-        self.token_file: TokenFile | None = None
-        if config.auth_token_file is not None:
-            self.token_file = TokenFile(config.auth_token_file)
-            BearerTokenAuth(self.token_file).install(self.grpc_server)
+        chain: list[Interceptor] = []
+        if self.metrics is not None:
+            chain.append(self.metrics.grpc)
+        if config.access_log:
+            chain.append(AccessLog())
+        if self.token_file is not None:
+            chain.append(BearerTokenAuth(self.token_file))
+        self.interceptors: tuple[Interceptor, ...] = (*chain, *interceptors)
+        # greet's own HTTP/2 transport under a grpclib Server: limits, strict decoding,
+        # UNIMPLEMENTED with content-type, graceful drain (greet.transport)
+        self.grpc_server = TransportServer(
+            handlers, config=transport_config(config), interceptors=self.interceptors
+        )
+        if self.metrics is not None:  # every served method's series, at 0 from the start
+            self.metrics.grpc.initialize(self.grpc_server.methods)
         self._address: tuple[str, int] | None = None
 
     async def start(self, sock: socket.socket | None = None) -> None:
@@ -121,9 +127,10 @@ class GreetServer:
         else:
             await self.grpc_server.start(self.config.host, self.config.port, ssl=self.ssl_context)
         self._address = self.grpc_server.address
-        if self.metrics_endpoint is not None:
-            await self.metrics_endpoint.start()
-            log.info("metrics on %s", self.metrics_endpoint.url)
+        if self.metrics is not None:
+            await self.metrics.start()
+            if self.metrics.endpoint is not None:
+                log.info("metrics on %s", self.metrics.endpoint.url)
 
     @property
     def drain(self) -> TransportServer:
@@ -159,8 +166,8 @@ class GreetServer:
         """
         self.set_serving(False)
         await self.drain.shutdown(self.config.grace if grace is None else grace)
-        if self.metrics_endpoint is not None:
-            await self.metrics_endpoint.close()
+        if self.metrics is not None:
+            await self.metrics.stop()
 
     async def __aenter__(self) -> GreetServer:
         await self.start()

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import greet.logs
+import greet.server.logs
 from greet.listen import dual_stack_socket
 from greet.server.app import GreetServer
 from greet.server.config import ServerConfig
@@ -30,9 +30,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def configure_logging(config: ServerConfig) -> None:
     """Logging for a server process; supervised workers (--workers N) run it too.
 
-    Text or JSON lines (`--log-format`) on stderr, see greet.logs.
+    Text or JSON lines (`--log-format`) on stderr, see greet.server.logs.
     """
-    greet.logs.configure_logging(config.log_format)
+    greet.server.logs.configure_logging(config.log_format)
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:

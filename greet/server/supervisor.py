@@ -45,14 +45,14 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeAlias
 
-from greet.metrics import (
-    MetricsEndpoint,
-    multiprocess_registry,
-    prepare_multiprocess_dir,
-    remove_multiprocess_dir,
-)
 from greet.server.app import GreetServer, format_address
 from greet.server.config import ServerConfig
+from greet.server.metrics_endpoint import MetricsEndpoint
+from greet.server.multiprocess_metrics import (
+    prepare_multiprocess_dir,
+    remove_multiprocess_dir,
+    supervisor_registry,
+)
 from greet.server.run import configure_logging, run_event_loop, serve
 from greet.server.worker_processes import (
     MAX_WORKERS_PER_CPU,
@@ -240,15 +240,22 @@ class Supervisor:
 
         Runs once, after every worker serves and before the readiness line. Workers are started
         with metrics_port=None (they do not compete for the port) and record into the
-        multiprocess directory made in `run` (see greet.metrics).
+        multiprocess directory made in `run`; the endpoint adds the process_* and python_*
+        metrics of the supervisor and of every live worker (see
+        greet.server.multiprocess_metrics).
         """
         if self.metrics_dir is None:
             return
+        registry = supervisor_registry(self.metrics_dir, self.worker_pids)
         self.metrics_endpoint = MetricsEndpoint(
-            multiprocess_registry(self.metrics_dir), self.config.host, self.config.metrics_port or 0
+            registry, self.config.host, self.config.metrics_port or 0
         )
         await self.metrics_endpoint.start()
         log.info("metrics on %s", self.metrics_endpoint.url)
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the workers running now."""
+        return [worker.pid for worker in list(self.workers.values())]
 
     async def stop_metrics(self) -> None:
         """Counterpart of `start_metrics`, after every worker has exited."""

@@ -12,9 +12,10 @@ Open without a token: the health service (load balancers and orchestrators probe
 credentials; it tells nothing but SERVING / NOT_SERVING). Reflection is NOT open: it describes
 the whole API, which is for callers that have a token anyway (grpcurl: `-H 'authorization: ...'`).
 
-The check runs as a grpclib `RecvRequest` event listener, before the method's handler: a
-`GRPCError` raised there travels through grpclib's request handler like one raised by a
-handler, and the client gets its status and message in the trailers.
+`BearerTokenAuth` is a server interceptor (greet.middleware): it refuses a call by raising
+`GRPCError(UNAUTHENTICATED, reason)` before the rest of the chain, so the handler never runs and
+the client gets the status and the reason (trailers-only). GreetServer puts it after metrics and
+the access log, which therefore count and log refused calls too.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import logging
 from pathlib import Path
 
 from grpclib.const import Status
-from grpclib.events import RecvRequest, listen
 from grpclib.exceptions import GRPCError
-from grpclib.server import Server
+
+from greet.transport.interception import Proceed
+from greet.transport.server_stream import ServerCall
 
 __all__ = [
     "OPEN_METHOD_PREFIXES",
@@ -123,19 +125,16 @@ def refusal(authorization: str | None, tokens: TokenSet) -> str | None:
 
 
 class BearerTokenAuth:
-    """The RecvRequest listener that refuses calls without a valid bearer token."""
+    """The interceptor that refuses calls without a valid bearer token (UNAUTHENTICATED)."""
 
     def __init__(self, token_file: TokenFile) -> None:
         self.token_file = token_file
 
-    def install(self, server: Server) -> None:
-        listen(server, RecvRequest, self.on_request)
-
-    async def on_request(self, event: RecvRequest) -> None:
-        if event.method_name.startswith(OPEN_METHOD_PREFIXES):
-            return
-        value = event.metadata.get(AUTHORIZATION)
-        reason = refusal(value if isinstance(value, str) else None, self.token_file.tokens)
-        if reason is not None:
-            log.debug("refused %s from %s: %s", event.method_name, event.peer.addr(), reason)
-            raise GRPCError(Status.UNAUTHENTICATED, reason)
+    async def intercept(self, call: ServerCall, proceed: Proceed) -> None:
+        if not call.method.startswith(OPEN_METHOD_PREFIXES):
+            value = call.metadata.get(AUTHORIZATION) if call.metadata is not None else None
+            reason = refusal(value if isinstance(value, str) else None, self.token_file.tokens)
+            if reason is not None:
+                log.debug("refused %s from %s: %s", call.method, call.peer.addr(), reason)
+                raise GRPCError(Status.UNAUTHENTICATED, reason)
+        await proceed()
