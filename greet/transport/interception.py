@@ -44,11 +44,16 @@ def run_chain(
     call: ServerCall,
     interceptors: Sequence[Interceptor],
     innermost: Callable[[ServerCall], Awaitable[None]],
+    guard: Callable[[ServerCall, Awaitable[None]], Awaitable[None]],
     index: int = 0,
 ) -> Awaitable[None]:
-    """The chain from `interceptors[index]` on, ending in `innermost(call)`."""
+    """The chain from `interceptors[index]` on, ending in `innermost(call)`. Each `proceed()`
+    runs the rest under `guard`, which turns what an inner interceptor raised into the call's
+    status, so that `proceed()` returns with `call.status` set (or raises CancelledError)."""
     if index == len(interceptors):
         return innermost(call)
-    return interceptors[index].intercept(
-        call, lambda: run_chain(call, interceptors, innermost, index + 1)
-    )
+
+    def proceed() -> Awaitable[None]:
+        return guard(call, run_chain(call, interceptors, innermost, guard, index + 1))
+
+    return interceptors[index].intercept(call, proceed)

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from typing import TYPE_CHECKING, Any
 
 from grpclib.const import Cardinality, Status
@@ -82,6 +82,7 @@ class ServerCall(Stream[Any, Any]):
     shutting_down = False
     status: Status | None = None  # what the trailers said, once they are sent
     status_message: str | None = None
+    ended_at = 0.0  # time.perf_counter() when the trailers were sent (or the stream went)
     _received = 0
     _unchecked = 0  # bytes sent since the send queue was last looked at
     _recv_waiter: asyncio.Future[None] | None = None
@@ -142,8 +143,8 @@ class ServerCall(Stream[Any, Any]):
 
     @property
     def elapsed(self) -> float:
-        """Seconds since the call's headers arrived."""
-        return time.perf_counter() - self.started_at
+        """Seconds from the call's headers to its trailers (so far, while it runs)."""
+        return (self.ended_at or time.perf_counter()) - self.started_at
 
     @property
     def messages_received(self) -> int:
@@ -185,6 +186,8 @@ class ServerCall(Stream[Any, Any]):
         if self.closed:
             return
         self.closed = True
+        if not self.ended_at:
+            self.ended_at = time.perf_counter()
         self.framer.clear()
         self._wake_receiver()
         self._wake_sender()
@@ -401,6 +404,7 @@ class ServerCall(Stream[Any, Any]):
         self._send_trailing_metadata_done = True
         self.status = status
         self.status_message = status_message
+        self.ended_at = time.perf_counter()
 
     async def cancel(self) -> None:
         if self._cancel_done:
@@ -494,14 +498,20 @@ async def run_call(call: ServerCall) -> None:
         if not interceptors:
             await serve(call)
         else:
-            try:
-                await run_chain(call, interceptors, serve)
-            except GRPCError as error:  # an interceptor refused the call
-                await finish(call, error.status, error.message, error.details)
-            except asyncio.CancelledError:
-                await ended_by_cancellation(call)
-            except Exception:
-                log.exception("an interceptor of %s failed", call._method_name)
-                await finish(call, Status.UNKNOWN, "Internal Server Error")
+            await guarded(call, run_chain(call, interceptors, serve, guarded))
     finally:
         call.release()
+
+
+async def guarded(call: ServerCall, step: Awaitable[None]) -> None:
+    """Await a step of the interceptor chain; what it raises becomes the call's status (an
+    interceptor's GRPCError as given, a failure UNKNOWN with its traceback logged)."""
+    try:
+        await step
+    except GRPCError as error:  # an interceptor refused the call
+        await finish(call, error.status, error.message, error.details)
+    except asyncio.CancelledError:
+        await ended_by_cancellation(call)
+    except Exception:
+        log.exception("an interceptor of %s failed", call._method_name)
+        await finish(call, Status.UNKNOWN, "Internal Server Error")
