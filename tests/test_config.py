@@ -60,7 +60,7 @@ VALUES: dict[str, tuple[str, str, object]] = {
     "--max-connection-age-grace": ("15", "max_connection_age_grace", 15.0),
     "--handshake-timeout": ("3", "handshake_timeout", 3.0),
 }
-SWITCHES = {"--access-log", "--keepalive-permit-without-calls"}
+SWITCHES = {"--access-log", "--keepalive-permit-without-calls", "--eager-calls"}
 FILES = {"--tls-cert", "--tls-key", "--tls-client-ca", "--auth-token-file"}
 
 DEFAULTS: dict[str, object] = {
@@ -92,6 +92,7 @@ DEFAULTS: dict[str, object] = {
     "keepalive_timeout": 20.0,
     "keepalive_min_time": 300.0,
     "keepalive_permit_without_calls": False,
+    "eager_calls": True,
     "max_connection_idle": None,
     "max_connection_age": None,
     "max_connection_age_grace": None,
@@ -288,7 +289,10 @@ def test_every_time_is_checked() -> None:
         (["--max-concurrent-streams", "0"], "argument --max-concurrent-streams: must be 1.."),
         (["--max-resets-per-second", "0"], "argument --max-resets-per-second: must be more than"),
         (["--reset-burst", "0"], "argument --reset-burst: must be at least 1, not 0"),
-        (["--compression", "br"], "argument --compression: must be one of gzip, identity;"),
+        (
+            ["--compression", "br"],
+            "argument --compression: must be one of gzip, deflate, identity;",
+        ),
         (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
     ],
 )
