@@ -31,7 +31,7 @@ from raw_http2 import (
 )
 
 from generated.greet_service import HelloResponse, NamesList, NoParam
-from greet.testing import ServerProcess
+from greet.testing import ServerProcess, wait_until
 
 ENHANCE_YOUR_CALM = 0xB
 REFUSED_STREAM = 0x7
