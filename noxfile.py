@@ -112,7 +112,9 @@ def generate(session: nox.Session, out: Path) -> None:
         *protos,
     )
     # PEP 561: the generated dataclasses and stubs are typed; users' mypy should read them.
-    (out / "py.typed").write_text("")
+    # Each generated package (greet_service) is installed as a top-level package of its own.
+    for package in sorted(path for path in out.iterdir() if (path / "__init__.py").exists()):
+        (package / "py.typed").write_text("")
 
 
 def tree_differences(expected: Path, actual: Path) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any
 from grpclib.client import Channel
 from grpclib.const import Cardinality
 
-from generated.greet_service import (
+from greet_service import (
     GreetServiceStub,
     HelloRequest,
     HelloResponse,

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 import betterproto  # noqa: E402
 
-from generated.greet_service import HelloRequest, HelloResponse, NamesList, NoParam  # noqa: E402
 from greet import messages  # noqa: E402
+from greet_service import HelloRequest, HelloResponse, NamesList, NoParam  # noqa: E402
 
 RUST_ACTIVE = betterproto.Message.parse.__qualname__ != "Message.parse"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import betterproto
 
-from generated.greet_service import HelloRequest, NamesList, NoParam
+from greet_service import HelloRequest, NamesList, NoParam
 
 __all__ = ["WORKLOADS", "Workload", "grpc_frame", "write_body"]
 

@@ -32,7 +32,7 @@ __all__ = [
     "with_reflection",
 ]
 
-DESCRIPTOR_SET = ("generated.greet_service", "greet.binpb")
+DESCRIPTOR_SET = ("greet_service", "greet.binpb")
 """(package, file name) of the FileDescriptorSet that `nox -s codegen` writes."""
 
 

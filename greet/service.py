@@ -11,14 +11,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
-from generated.greet_service import (
-    GreetServiceBase,
-    HelloRequest,
-    HelloResponse,
-    MessagesList,
-    NamesList,
-    NoParam,
-)
 from greet.errors import GreetError, to_grpc_error
 from greet.greeting import (
     HELLO,
@@ -30,6 +22,14 @@ from greet.greeting import (
     check_stream_length,
 )
 from greet.messages import build
+from greet_service import (
+    GreetServiceBase,
+    HelloRequest,
+    HelloResponse,
+    MessagesList,
+    NamesList,
+    NoParam,
+)
 
 __all__ = ["SERVICE_NAME", "GreetService"]
 

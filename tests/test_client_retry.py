@@ -16,7 +16,9 @@ from grpclib.events import RecvRequest, listen
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server
 
-from generated.greet_service import (
+from greet.client import GreetClient, RetryPolicy, RetryThrottling, RpcError
+from greet.testing import bound_socket
+from greet_service import (
     GreetServiceBase,
     HelloRequest,
     HelloResponse,
@@ -24,8 +26,6 @@ from generated.greet_service import (
     NamesList,
     NoParam,
 )
-from greet.client import GreetClient, RetryPolicy, RetryThrottling, RpcError
-from greet.testing import bound_socket
 
 QUICK = RetryPolicy(initial_backoff=0.001, max_backoff=0.002)
 

@@ -25,9 +25,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generated.greet_service import GreetServiceStub, HelloRequest, NamesList, NoParam
 from greet.testing import ServerProcess
 from greet.transport.decoding import rust_codec_active
+from greet_service import GreetServiceStub, HelloRequest, NamesList, NoParam
 
 # Message classes shared by this process and the reference process.
 MESSAGES = textwrap.dedent(
@@ -37,7 +37,7 @@ MESSAGES = textwrap.dedent(
 
     import betterproto
 
-    from generated.greet_service import (
+    from greet_service import (
         HelloRequest, HelloResponse, MessagesList, NamesList, NoParam,
     )
 

@@ -18,10 +18,10 @@ import grpc
 import pytest
 from raw_http2 import RawPeer, data, request_headers
 
-from generated.greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 from greet.client import GreetClient
 from greet.testing import ServerProcess
 from greet.transport import ChannelConfig
+from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"
 OK, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 8, 12, 13

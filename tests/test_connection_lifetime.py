@@ -19,10 +19,10 @@ from grpcio_calls import say_hello as grpcio_say_hello
 from hyperframe.frame import GoAwayFrame, PingFrame
 from raw_http2 import RawPeer, settings
 
-from generated.greet_service import NoParam
 from greet.client import GreetClient, RpcError
 from greet.testing import ServerProcess, bound_socket
 from greet.transport import ChannelConfig, ClientKeepalive
+from greet_service import NoParam
 
 ENHANCE_YOUR_CALM = 0xB
 

@@ -255,7 +255,7 @@ async def test_malformed_protobuf_is_invalid_argument_with_pure_python_betterpro
 
 
 def test_codec_checks_wire_format_itself_when_parsing_in_pure_python() -> None:
-    from generated.greet_service import HelloRequest, NamesList
+    from greet_service import HelloRequest, NamesList
 
     codec = StrictProtoCodec(validate=True)
     assert codec.decode(b"\x0a\x03Bob\x10\x05", HelloRequest) == HelloRequest(name="Bob")

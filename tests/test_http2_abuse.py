@@ -30,8 +30,8 @@ from raw_http2 import (
     window_update,
 )
 
-from generated.greet_service import HelloResponse, NamesList, NoParam
 from greet.testing import ServerProcess, wait_until
+from greet_service import HelloResponse, NamesList, NoParam
 
 ENHANCE_YOUR_CALM = 0xB
 REFUSED_STREAM = 0x7

@@ -15,13 +15,13 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 from raw_http2 import RawPeer
 
-from generated.greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.greeting import Limits, greeting_for
 from greet.middleware import CallObserver, Interceptor, Proceed, ServerCall
 from greet.server import GreetServer, ServerConfig
 from greet.testing import ServerProcess, bound_socket, wait_until
+from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"
 UNARY = SERVICE + "SayHello"

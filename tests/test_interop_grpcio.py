@@ -18,10 +18,10 @@ import grpc
 import pytest
 from grpclib.events import RecvRequest, listen
 
-from generated.greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 from greet.greeting import Limits
 from greet.server import GreetServer
 from greet.testing import StartServer
+from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"
 M = TypeVar("M", bound=betterproto.Message)

@@ -14,8 +14,8 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from generated.greet_service import GreetServiceStub, NamesList, NoParam
 from greet.testing import ServerProcess
+from greet_service import GreetServiceStub, NamesList, NoParam
 
 SAY_HELLO = "/greet_service.GreetService/SayHello"
 STREAMING = "/greet_service.GreetService/SayHelloServerStreaming"

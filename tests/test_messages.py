@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import greet.messages
-from generated.greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 from greet.messages import MalformedMessage, build, decode, encode, is_simple
+from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 RUST_ACTIVE = betterproto.Message.parse.__qualname__ != "Message.parse"
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -31,14 +31,14 @@ from metrics_scrape import (
     wait_for_sample,
 )
 
-from generated.greet_service import (
+from greet.grpc_labels import CODE_NAMES, method_labels
+from greet_service import (
     GreetServiceStub,
     HelloRequest,
     HelloResponse,
     NamesList,
     NoParam,
 )
-from greet.grpc_labels import CODE_NAMES, method_labels
 
 GO_CODES = Path("/usr/share/gocode/src/google.golang.org/grpc/codes")
 WORKER_READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")

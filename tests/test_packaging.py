@@ -5,13 +5,15 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import greet
 
 PACKAGE_DIR = Path(greet.__file__).parent
-OWN_MODULES = {"greet", "generated"}
+OWN_MODULES = {"greet", "greet_service"}
 
 
 def imported_top_level_modules() -> set[str]:
@@ -67,3 +69,24 @@ def test_every_imported_module_comes_from_a_declared_dependency() -> None:
     }
     assert not missing, f"imported but not required by greet's dependencies: {missing}"
     assert {"betterproto", "grpclib", "google", "h2"} <= imported_top_level_modules()
+
+
+def test_the_wheel_installs_greet_and_greet_service_only(tmp_path: Path) -> None:
+    """The wheel holds `greet` and the generated code under the proto package's name,
+    `greet_service` (typed: py.typed); never a top-level package named `generated`, a name
+    other projects use."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("greet-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {
+        name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")
+    }
+    assert top_level == {"greet", "greet_service"}
+    assert "greet_service/py.typed" in names
+    assert "greet_service/greet.binpb" in names  # reflection's descriptor set

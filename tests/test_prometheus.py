@@ -21,7 +21,7 @@ import pytest
 from grafana_dashboard import concrete, dashboard_queries, load_dashboard
 from metrics_scrape import metrics_server
 
-from generated.greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
+from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"
 LISTENING = re.compile(r'msg="Listening on" address=([\d.]+:\d+)')

@@ -18,11 +18,11 @@ import grpc
 import pytest
 import trustme
 
-from generated.greet_service import HelloRequest, HelloResponse
 from greet.client import GreetClient
 from greet.server.config import DEFAULT_HOST, DEFAULT_PORT, parse_config
 from greet.server.supervisor import MAX_WORKERS_PER_CPU
 from greet.testing import ServerProcess
+from greet_service import HelloRequest, HelloResponse
 
 
 def test_defaults_are_the_original_address() -> None:

@@ -11,16 +11,16 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
-from generated.greet_service import (
+from greet.client import GreetClient
+from greet.greeting import NAME_TOO_LONG, Limits
+from greet.service import GreetService
+from greet.testing import StartServer
+from greet_service import (
     GreetServiceStub,
     HelloRequest,
     NamesList,
     NoParam,
 )
-from greet.client import GreetClient
-from greet.greeting import NAME_TOO_LONG, Limits
-from greet.service import GreetService
-from greet.testing import StartServer
 
 
 @pytest.fixture

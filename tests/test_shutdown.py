@@ -19,17 +19,17 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, RemoteSettingsChanged
 
-from generated.greet_service import (
+from greet.client import GreetClient
+from greet.server import GreetServer, ServerConfig
+from greet.testing import ServerProcess, bound_socket, wait_until
+from greet.transport import Channel
+from greet_service import (
     GreetServiceStub,
     HelloRequest,
     HelloResponse,
     MessagesList,
     NoParam,
 )
-from greet.client import GreetClient
-from greet.server import GreetServer, ServerConfig
-from greet.testing import ServerProcess, bound_socket, wait_until
-from greet.transport import Channel
 
 SERVICE = "/greet_service.GreetService/"
 SHUTTING_DOWN = re.compile(r"shutting down")

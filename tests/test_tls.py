@@ -15,12 +15,12 @@ import grpc
 import pytest
 import trustme
 
-from generated.greet_service import HelloResponse, NoParam
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.server import GreetServer
 from greet.testing import ServerProcess, StartServer
 from greet.tls import client_ssl_context
+from greet_service import HelloResponse, NoParam
 
 SAY_HELLO = "/greet_service.GreetService/SayHello"
 WARNING = re.compile(r"WARNING .*listening on all interfaces without TLS")

@@ -9,7 +9,7 @@ from mypy import api
 USER_CODE = """
 from collections.abc import AsyncIterator
 
-from generated.greet_service import HelloRequest, HelloResponse, MessagesList
+from greet_service import HelloRequest, HelloResponse, MessagesList
 from greet.client import (
     Endpoint,
     GreetClient,

@@ -23,7 +23,6 @@ from h2.config import H2Configuration
 from h2.events import ConnectionTerminated
 from hyperframe.frame import GoAwayFrame
 
-from generated.greet_service import HelloRequest, HelloResponse, NamesList
 from greet.service import GreetService
 from greet.transport import Channel, TransportServer
 from greet.transport.client_stream import ClientStream
@@ -31,6 +30,7 @@ from greet.transport.decoding import field_rules
 from greet.transport.engine import EngineLimits
 from greet.transport.engine_h2 import GreetH2Connection
 from greet.transport.server_stream import ServerCall
+from greet_service import HelloRequest, HelloResponse, NamesList
 
 # -- grpclib -----------------------------------------------------------------------------------
 

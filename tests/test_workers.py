@@ -19,11 +19,11 @@ import grpc
 import pytest
 from grpclib.client import Channel
 
-from generated.greet_service import GreetServiceStub, HelloRequest, MessagesList, NoParam
 from greet.client import GreetClient
 from greet.server.config import ServerConfig
 from greet.server.supervisor import worker_count
 from greet.testing import ServerProcess
+from greet_service import GreetServiceStub, HelloRequest, MessagesList, NoParam
 
 WORKER_READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
 TCP_ESTABLISHED = "01"

@@ -23,12 +23,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from generated.greet_service import HelloRequest, NamesList
 from greet.client.bench_options import DEFAULT_DURATION, RPC_KINDS, BenchOptions
 from greet.client.bench_result import BenchResult, CallRecord
 from greet.client.bench_schedule import Pacer
 from greet.client.core import GreetClient
 from greet.errors import RpcError
+from greet_service import HelloRequest, NamesList
 
 __all__ = [
     "DEFAULT_DURATION",

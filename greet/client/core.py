@@ -20,13 +20,6 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.metadata import Deadline
 
-from generated.greet_service import (
-    HelloRequest,
-    HelloResponse,
-    MessagesList,
-    NamesList,
-    NoParam,
-)
 from greet.client.pool import EndpointPool, EndpointState, PoolOptions
 from greet.client.requests import NameOrRequest, ReplayableRequests, Requests
 from greet.client.resolver import Resolve, resolve_dns
@@ -37,6 +30,13 @@ from greet.transport.channel import Channel
 from greet.transport.config import ChannelConfig
 from greet.transport.engine import ErrorCode
 from greet.transport.errors import StreamReset
+from greet_service import (
+    HelloRequest,
+    HelloResponse,
+    MessagesList,
+    NamesList,
+    NoParam,
+)
 
 __all__ = ["GreetClient", "NameOrRequest", "Requests"]
 

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from typing import TypeAlias
 
-from generated.greet_service import HelloRequest
+from greet_service import HelloRequest
 
 __all__ = ["NameOrRequest", "ReplayableRequests", "Requests", "as_request"]
 

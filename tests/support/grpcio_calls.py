@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from generated.greet_service import HelloResponse, NoParam
+from greet_service import HelloResponse, NoParam
 
 __all__ = ["SAY_HELLO", "say_hello"]
 
