@@ -31,7 +31,7 @@ from greet.client.pool import EndpointPool, EndpointState, PoolOptions
 from greet.client.requests import NameOrRequest, ReplayableRequests, Requests
 from greet.client.resolver import Resolve, resolve_dns
 from greet.client.retry import RetryBudget, RetryPolicy
-from greet.client.targets import Endpoint, Target, parse_target_spec
+from greet.client.targets import Endpoint, parse_targets
 from greet.errors import RpcError
 from greet.transport.channel import Channel
 from greet.transport.config import ChannelConfig
@@ -76,11 +76,6 @@ def as_rpc_error(error: BaseException, state: EndpointState) -> tuple[RpcError, 
     return RpcError(Status.UNAVAILABLE, f"cannot connect to {state.name}: {error}"), True
 
 
-def split_targets(targets: str | Sequence[str]) -> list[Target]:
-    names = targets.split(",") if isinstance(targets, str) else list(targets)
-    return [parse_target_spec(name) for name in names if name.strip()]
-
-
 class GreetClient:
     """A client of one or more GreetService servers.
 
@@ -107,7 +102,7 @@ class GreetClient:
         resolve: Resolve = resolve_dns,
         transport: ChannelConfig | None = None,
     ) -> None:
-        primaries = split_targets(targets)
+        primaries = parse_targets(targets)
         if not primaries:
             raise ValueError("GreetClient needs at least one target")
         self.timeout = timeout
@@ -120,7 +115,7 @@ class GreetClient:
         self.budget = RetryBudget(self.retry.throttling)
         self.pool = EndpointPool(
             primaries,
-            split_targets(backup),
+            parse_targets(backup),
             ssl=ssl,
             options=pool,
             resolve=resolve,
