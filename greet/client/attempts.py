@@ -114,7 +114,7 @@ class AttemptRunner:
         self.attempt_interceptors = tuple(attempt_interceptors)
         self.served: Counter[str] = Counter()
 
-    async def run(
+    def run(
         self,
         call: ClientCall,
         body: Body[Any, ReplyT],
@@ -125,16 +125,8 @@ class AttemptRunner:
         `requests` are the replayable requests of a client- or bidi-streaming call, which the
         body sends: the call is retried only while they can be sent again.
         """
-        try:
-            attempts = partial(self._attempts, call, body, requests)
-            async with aclosing(intercepted(call, self.interceptors, attempts)) as replies:
-                async for reply in replies:
-                    yield reply
-        finally:
-            if requests is not None:
-                requests.close()
-        if call.error is not None:
-            raise call.error
+        attempts = partial(self._attempts, call, body, requests)
+        return intercepted(call, self.interceptors, attempts)
 
     async def _attempts(
         self, call: ClientCall, body: Body[Any, ReplyT], requests: ReplayableRequests | None
@@ -147,12 +139,15 @@ class AttemptRunner:
                 exchange = Exchange(attempt, state.channel(), call.definition)
                 one = partial(self._attempt, exchange, state, body)
                 chain = self.attempt_interceptors
-                async with aclosing(intercepted(attempt, chain, one)) as replies:
-                    async for reply in replies:
-                        call.replies += 1  # committed: never sent twice
-                        if requests is not None:
-                            requests.commit()
-                        yield reply
+                try:
+                    async with aclosing(intercepted(attempt, chain, one)) as replies:
+                        async for reply in replies:
+                            call.replies += 1  # committed: never sent twice
+                            if requests is not None:
+                                requests.commit()
+                            yield reply
+                except RpcError:
+                    pass  # the attempt's outcome, recorded in it
                 failure = attempt.failure
                 if failure is None:  # it succeeded, or an attempt interceptor refused it
                     if attempt.error is not None:
@@ -163,9 +158,13 @@ class AttemptRunner:
                 transparent = await self._before_retry(call, failure, requests)
         except RpcError as error:
             call.end(error)
+            raise
         except BaseException:
             call.end_cancelled()
             raise
+        finally:
+            if requests is not None:
+                requests.close()
 
     async def _attempt(
         self, exchange: Exchange[Any, ReplyT], state: EndpointState, body: Body[Any, ReplyT]
@@ -180,6 +179,7 @@ class AttemptRunner:
             if failure.connection_failed:
                 self.pool.mark_down(state, exchange.channel)
             attempt.fail(failure)
+            raise failure.error from failure.cause
         except BaseException:
             attempt.end_cancelled()
             raise

@@ -51,7 +51,7 @@ class Failure:
     server said it did not (a transparent retry is due)."""
 
     error: RpcError
-    cause: BaseException
+    cause: BaseException | None  # what it was mapped from (None: it was an RpcError already)
     connection_failed: bool = False
     processed: bool = True
     transparent: bool = False
@@ -61,7 +61,7 @@ def classify(error: BaseException, endpoint: str) -> Failure:
     """The Failure for one of ATTEMPT_ERRORS raised by an attempt on `endpoint`; its RpcError's
     `__cause__` is `error`, as `raise ... from error` sets it."""
     if isinstance(error, RpcError):
-        return Failure(error, error)
+        return Failure(error, error.__cause__)
     failure = _mapped(error, endpoint)
     failure.error.__cause__ = error
     return failure

@@ -67,10 +67,12 @@ def intercepted(
     chain: Sequence[Interceptor[RecordT]],
     produce: Callable[[], AsyncGenerator[ItemT, None]],
 ) -> AsyncGenerator[ItemT, None]:
-    """The items of `produce()`, with `chain` run around producing them.
+    """The items of `produce()`, with `chain` run around producing them; then the RpcError the
+    record ended with, if any.
 
-    `produce()` records its outcome in `record` rather than raising it (the interceptors read
-    it there); an RpcError an interceptor raises is recorded there too.
+    `produce()` records its outcome in `record` before it raises its RpcError; inside the chain
+    that error is not raised (`proceed()` returns normally, the interceptors read the record),
+    and an RpcError an interceptor raises is recorded in its place.
     """
     if not chain:
         return produce()
@@ -94,6 +96,8 @@ async def _relayed(
         try:
             async for item in items:
                 await handoff.put(item)
+        except RpcError:
+            pass  # recorded: the interceptors read it in the record
         finally:
             await items.aclose()  # stopped early: end the call or the attempt now
 
@@ -110,7 +114,9 @@ async def _relayed(
             record.end_cancelled()
         if not task.cancelled():
             task.exception()  # retrieved: raised above, or superseded by the caller's own end
-    if not proceeded and record.error is None:
+    if record.error is not None:
+        raise record.error
+    if not proceeded:
         raise RuntimeError(
             f"a client interceptor of {record!r} returned without awaiting proceed() or raising"
         )

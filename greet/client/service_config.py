@@ -101,7 +101,9 @@ class ServiceConfig:
         for config in self.method_configs:
             for name in config.names:
                 if name.key in seen:
-                    raise ValueError(f"{name} is named by two method configs")
+                    raise ValueError(
+                        f"{name.key or '{} (every method)'} is named by two method configs"
+                    )
                 seen.add(name.key)
         self._by_key: dict[str, MethodConfig]
         object.__setattr__(
@@ -161,7 +163,7 @@ def parse_service_config(config: str | bytes | Mapping[str, Any]) -> ServiceConf
             config = json.loads(config)
         except ValueError as error:
             raise ValueError(f"service config: not JSON: {error}") from None
-    fields = _fields(config, "service config", ("methodConfig", "retryThrottling"))
+    fields = _fields(config, "", ("methodConfig", "retryThrottling"))
     configs = _list(fields.get("methodConfig", []), "methodConfig")
     method_configs = tuple(
         _method_config(each, f"methodConfig[{index}]") for index, each in enumerate(configs)
@@ -288,7 +290,9 @@ def _fields(value: object, where: str, known: tuple[str, ...]) -> dict[str, Any]
     for key, item in value.items():
         name = by_alias.get(key) if isinstance(key, str) else None
         if name is None:
-            raise _invalid(where, f"unsupported field {key!r} (greet reads {', '.join(known)})")
+            raise _invalid(
+                where, f"has an unsupported field {key!r} (greet reads {', '.join(known)})"
+            )
         if name in fields:
             raise _invalid(where, f"{name} is given twice")
         fields[name] = item
@@ -320,4 +324,6 @@ def _snake_case(name: str) -> str:
 
 
 def _invalid(where: str, problem: str) -> ValueError:
-    return ValueError(f"service config: {where} {problem}")
+    return ValueError(
+        f"service config: {where} {problem}" if where else f"service config {problem}"
+    )
