@@ -263,6 +263,31 @@ async def test_an_rpc_error_raised_after_proceed_replaces_the_outcome(
     assert outcomes.calls[0].attempts[0].status is OK
 
 
+class FailedPrecondition:
+    """Turns an attempt's UNAVAILABLE into FAILED_PRECONDITION."""
+
+    async def intercept(self, attempt: ClientAttempt, proceed: Proceed, /) -> None:
+        await proceed()
+        if attempt.status is UNAVAILABLE:
+            raise RpcError(Status.FAILED_PRECONDITION, "no, thanks")
+
+
+async def test_an_attempt_outcome_an_interceptor_replaces_is_not_retried(
+    serve_flaky: Callable[[Flaky], Awaitable[str]],
+) -> None:
+    flaky = Flaky(failures=1)
+    async with GreetClient(
+        await serve_flaky(flaky),
+        timeout=10,
+        retry=QUICK,
+        attempt_interceptors=[FailedPrecondition()],
+    ) as client:
+        with pytest.raises(RpcError) as caught:
+            await client.say_hello()
+    assert caught.value.status is Status.FAILED_PRECONDITION
+    assert flaky.calls == 1
+
+
 async def test_each_attempt_records_its_endpoint_outcome_duration_and_messages(
     start_server: StartServer,
 ) -> None:

@@ -184,6 +184,11 @@ class ClientAttempt(Outcome):
         self.failure = failure
         self.end(failure.error)
 
+    def end_refused(self, error: RpcError) -> None:
+        """An attempt interceptor raised `error`: the call ends with it, not retried."""
+        self.failure = None
+        super().end_refused(error)
+
     def __repr__(self) -> str:
         state = self.status.name if self.status else "running"
         return f"<ClientAttempt {self.number} of {self.call.method} on {self.endpoint} {state}>"

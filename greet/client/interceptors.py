@@ -17,8 +17,8 @@ retry, its own metadata. Either may
 - add metadata before `await proceed()` (`call.metadata[...] = ...`: every attempt sends it;
   `attempt.metadata[...]`: that attempt only);
 - refuse: raise `greet.errors.RpcError` instead of awaiting `proceed()`. The call ends with that
-  error (a refused attempt is not retried), and the interceptors outside see it as the outcome;
-  raised after `proceed()`, it replaces the outcome;
+  error (an attempt interceptor's is not retried), and the interceptors outside see it as the
+  outcome; raised after `proceed()`, it replaces the outcome (and again ends the call);
 - observe the outcome after `proceed()`: `status`, `error`, `elapsed`, `messages_sent` and
   `messages_received`, one record that metrics, logs and tracing all read.
 
