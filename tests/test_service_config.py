@@ -237,7 +237,7 @@ def test_typed_configs_are_checked_too() -> None:
         RetryPolicy(retryable_statuses=frozenset({14}))  # type: ignore[arg-type]
 
 
-def test_the_client_takes_a_json_service_config_and_refuses_a_bad_one() -> None:
+async def test_the_client_takes_a_json_service_config_and_refuses_a_bad_one() -> None:
     client = GreetClient("127.0.0.1:1", service_config=json.dumps(config_with(POLICY)))
     policy = client.service_config.retry_policy(SAY_HELLO)
     assert policy is not None

@@ -46,13 +46,14 @@ ReplyT = TypeVar("ReplyT")
 class Exchange(Generic[RequestT, ReplyT]):
     """One attempt's stream, as a call kind's body uses it (the counts go to the attempt)."""
 
-    __slots__ = ("attempt", "channel", "method")
+    __slots__ = ("attempt", "channel", "endpoint", "method")
 
     def __init__(
-        self, attempt: ClientAttempt, channel: Channel, method: Method[RequestT, ReplyT]
+        self, attempt: ClientAttempt, endpoint: EndpointState, method: Method[RequestT, ReplyT]
     ) -> None:
         self.attempt = attempt
-        self.channel = channel
+        self.endpoint = endpoint
+        self.channel: Channel = endpoint.channel()
         self.method = method
 
     def open(self) -> ClientStream:
@@ -136,18 +137,27 @@ class AttemptRunner:
             while True:
                 state = await self._pick()
                 attempt = call.new_attempt(state.name, transparent=transparent)
-                exchange = Exchange(attempt, state.channel(), call.definition)
-                one = partial(self._attempt, exchange, state, body)
+                exchange = Exchange(attempt, state, call.definition)
                 chain = self.attempt_interceptors
+                if chain:  # the attempt runs, and records its outcome, inside the chain
+                    replies = intercepted(attempt, chain, partial(self._attempt, exchange, body))
+                else:
+                    replies = body(exchange)
                 try:
-                    async with aclosing(intercepted(attempt, chain, one)) as replies:
+                    async with aclosing(replies):
                         async for reply in replies:
                             call.replies += 1  # committed: never sent twice
                             if requests is not None:
                                 requests.commit()
                             yield reply
-                except RpcError:
-                    pass  # the attempt's outcome, recorded in it
+                except ATTEMPT_ERRORS as error:
+                    if not attempt.ended:  # raised by the body itself
+                        self._failed(exchange, error)
+                except BaseException:
+                    attempt.end_cancelled()
+                    raise
+                else:
+                    attempt.end()
                 failure = attempt.failure
                 if failure is None:  # it succeeded, or an attempt interceptor refused it
                     if attempt.error is not None:
@@ -167,24 +177,30 @@ class AttemptRunner:
                 requests.close()
 
     async def _attempt(
-        self, exchange: Exchange[Any, ReplyT], state: EndpointState, body: Body[Any, ReplyT]
+        self, exchange: Exchange[Any, ReplyT], body: Body[Any, ReplyT]
     ) -> AsyncGenerator[ReplyT, None]:
-        attempt = exchange.attempt
+        """One attempt inside attempt interceptors: its outcome is recorded before they see it."""
         try:
             async with aclosing(body(exchange)) as replies:
                 async for reply in replies:
                     yield reply
         except ATTEMPT_ERRORS as error:
-            failure = classify(error, state.name)
-            if failure.connection_failed:
-                self.pool.mark_down(state, exchange.channel)
-            attempt.fail(failure)
+            failure = self._failed(exchange, error)
             raise failure.error from failure.cause
         except BaseException:
-            attempt.end_cancelled()
+            exchange.attempt.end_cancelled()
             raise
         else:
-            attempt.end()
+            exchange.attempt.end()
+
+    def _failed(self, exchange: Exchange[Any, Any], error: BaseException) -> Failure:
+        """Record how an attempt failed; take its endpoint out if its connection failed."""
+        state = exchange.endpoint
+        failure = classify(error, state.name)
+        if failure.connection_failed:
+            self.pool.mark_down(state, exchange.channel)
+        exchange.attempt.fail(failure)
+        return failure
 
     async def _pick(self) -> EndpointState:
         if self.pool.needs_resolution:
