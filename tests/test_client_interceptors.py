@@ -288,6 +288,25 @@ async def test_an_attempt_outcome_an_interceptor_replaces_is_not_retried(
     assert flaky.calls == 1
 
 
+class Broken:
+    """An interceptor with a bug of its own: an OSError, as a full disk would raise."""
+
+    async def intercept(self, attempt: ClientAttempt, proceed: Proceed, /) -> None:
+        await proceed()
+        raise OSError("no space left on device")
+
+
+async def test_an_interceptors_own_exception_reaches_the_caller_as_it_is(
+    start_server: StartServer,
+) -> None:
+    server = await start_server()
+    async with GreetClient(server.target, timeout=10, attempt_interceptors=[Broken()]) as client:
+        with pytest.raises(OSError, match="no space left on device"):
+            await client.say_hello()
+        assert [state.down for state in client.pool.endpoints] == [False]  # not the endpoint's
+        assert client.served == {}
+
+
 async def test_each_attempt_records_its_endpoint_outcome_duration_and_messages(
     start_server: StartServer,
 ) -> None:

@@ -151,8 +151,10 @@ class AttemptRunner:
                                 requests.commit()
                             yield reply
                 except ATTEMPT_ERRORS as error:
-                    if not attempt.ended:  # raised by the body itself
+                    if not chain:
                         self._failed(exchange, error)
+                    elif error is not attempt.error:  # not the outcome the chain recorded
+                        raise
                 except BaseException:
                     attempt.end_cancelled()
                     raise
