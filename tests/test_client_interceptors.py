@@ -2,29 +2,23 @@
 retried call, metadata they add reaching the server, refusals, what each attempt records
 (endpoint, number, status, duration, messages) and the caller ending a stream early.
 
-Servers: real GreetServers (the `start_server` fixture) and a grpclib Server running `Flaky`,
-which fails the first attempts with UNAVAILABLE and records the metadata of every request.
+Servers: real GreetServers (the `start_server` fixture) and a grpclib Server running `Flaky`
+(tests/support), which fails the first attempts with UNAVAILABLE and records the metadata of
+every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
+from flaky_service import Flaky, GrpclibServers
 from grpclib.const import Status
-from grpclib.events import RecvRequest, listen
-from grpclib.exceptions import GRPCError
-from grpclib.server import Server
 
 from generated.greet_service import (
-    GreetServiceBase,
-    HelloRequest,
-    HelloResponse,
     MessagesList,
-    NamesList,
-    NoParam,
 )
 from greet.client import ClientAttempt, ClientCall, GreetClient, Proceed, RetryPolicy, RpcError
 from greet.testing import StartServer, bound_socket
@@ -33,65 +27,10 @@ QUICK = RetryPolicy(initial_backoff=0.001, max_backoff=0.002)
 OK, UNAVAILABLE = Status.OK, Status.UNAVAILABLE
 
 
-class Flaky(GreetServiceBase):
-    """Fails the first `failures` calls with UNAVAILABLE; keeps each request's metadata."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.failures = failures
-        self.calls = 0
-        self.metadata: list[dict[str, str]] = []
-
-    def check(self) -> None:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise GRPCError(Status.UNAVAILABLE, f"attempt {self.calls} fails")
-
-    async def say_hello(self, no_param: NoParam) -> HelloResponse:
-        self.check()
-        return HelloResponse(message="Hello")
-
-    async def say_hello_server_streaming(
-        self, names_list: NamesList
-    ) -> AsyncIterator[HelloResponse]:
-        self.check()
-        for name in names_list.names:
-            yield HelloResponse(message=f"Hello {name}")
-
-    async def say_hello_client_streaming(
-        self, hello_request_iterator: AsyncIterator[HelloRequest]
-    ) -> MessagesList:
-        self.check()
-        return MessagesList(messages=[f"Hello {r.name}" async for r in hello_request_iterator])
-
-    async def say_hello_bidirectional_streaming(
-        self, hello_request_iterator: AsyncIterator[HelloRequest]
-    ) -> AsyncIterator[HelloResponse]:
-        self.check()
-        async for request in hello_request_iterator:
-            yield HelloResponse(message=f"Hello {request.name}")
-
-    async def on_request(self, event: RecvRequest) -> None:
-        self.metadata.append(
-            {key: value for key, value in event.metadata.items() if isinstance(value, str)}
-        )
-
-
 @pytest.fixture
-async def serve_flaky() -> AsyncIterator[Callable[[Flaky], Awaitable[str]]]:
-    servers: list[Server] = []
-
-    async def start(service: Flaky) -> str:
-        server = Server([service])
-        listen(server, RecvRequest, service.on_request)
-        sock = bound_socket()
-        await server.start(sock=sock)
-        servers.append(server)
-        return f"127.0.0.1:{sock.getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+async def serve() -> AsyncIterator[GrpclibServers]:
+    async with GrpclibServers() as servers:
+        yield servers
 
 
 class Recorder:
@@ -110,10 +49,10 @@ class Recorder:
 
 @pytest.mark.parametrize("kind", ["unary", "bidi"])
 async def test_call_interceptors_wrap_all_attempts_and_attempt_interceptors_each(
-    serve_flaky: Callable[[Flaky], Awaitable[str]], kind: str
+    serve: GrpclibServers, kind: str
 ) -> None:
     events: list[str] = []
-    target = await serve_flaky(Flaky(failures=1))
+    target = await serve.start(Flaky(failures=1))
     async with GreetClient(
         target,
         timeout=10,
@@ -155,11 +94,11 @@ class NumberAttempts:
 
 
 async def test_metadata_interceptors_add_reaches_the_server(
-    serve_flaky: Callable[[Flaky], Awaitable[str]],
+    serve: GrpclibServers,
 ) -> None:
     flaky = Flaky(failures=1)
     async with GreetClient(
-        await serve_flaky(flaky),
+        await serve.start(flaky),
         timeout=10,
         retry=QUICK,
         token="s3cret",
@@ -200,12 +139,12 @@ class Outcomes:
 
 
 async def test_a_call_interceptor_refuses_a_call_before_it_is_sent(
-    serve_flaky: Callable[[Flaky], Awaitable[str]],
+    serve: GrpclibServers,
 ) -> None:
     flaky = Flaky()
     outcomes = Outcomes()
     async with GreetClient(
-        await serve_flaky(flaky),
+        await serve.start(flaky),
         timeout=10,
         interceptors=[outcomes, Refuse(Status.PERMISSION_DENIED)],
     ) as client:
@@ -215,18 +154,18 @@ async def test_a_call_interceptor_refuses_a_call_before_it_is_sent(
         Status.PERMISSION_DENIED,
         "refused by an interceptor",
     )
-    assert flaky.calls == 0
+    assert flaky.attempts == 0
     [call] = outcomes.calls
     assert (call.status, call.attempts) == (Status.PERMISSION_DENIED, [])
 
 
 async def test_a_refused_attempt_is_not_retried(
-    serve_flaky: Callable[[Flaky], Awaitable[str]],
+    serve: GrpclibServers,
 ) -> None:
     flaky = Flaky()
     outcomes = Outcomes()
     async with GreetClient(
-        await serve_flaky(flaky),
+        await serve.start(flaky),
         timeout=10,
         retry=QUICK,
         interceptors=[outcomes],
@@ -235,7 +174,7 @@ async def test_a_refused_attempt_is_not_retried(
         with pytest.raises(RpcError) as caught:
             await client.say_hello()
     assert caught.value.status is UNAVAILABLE
-    assert flaky.calls == 0
+    assert flaky.attempts == 0
     assert [(a.number, a.status) for a in outcomes.attempts] == [(1, UNAVAILABLE)]
     assert outcomes.calls[0].status is UNAVAILABLE
 
@@ -273,11 +212,11 @@ class FailedPrecondition:
 
 
 async def test_an_attempt_outcome_an_interceptor_replaces_is_not_retried(
-    serve_flaky: Callable[[Flaky], Awaitable[str]],
+    serve: GrpclibServers,
 ) -> None:
     flaky = Flaky(failures=1)
     async with GreetClient(
-        await serve_flaky(flaky),
+        await serve.start(flaky),
         timeout=10,
         retry=QUICK,
         attempt_interceptors=[FailedPrecondition()],
@@ -285,7 +224,7 @@ async def test_an_attempt_outcome_an_interceptor_replaces_is_not_retried(
         with pytest.raises(RpcError) as caught:
             await client.say_hello()
     assert caught.value.status is Status.FAILED_PRECONDITION
-    assert flaky.calls == 1
+    assert flaky.attempts == 1
 
 
 class Broken:
@@ -402,11 +341,11 @@ class TenantToMetadata:
 
 
 async def test_a_context_variable_a_call_interceptor_sets_is_seen_by_attempt_interceptors(
-    serve_flaky: Callable[[Flaky], Awaitable[str]],
+    serve: GrpclibServers,
 ) -> None:
     flaky = Flaky()
     async with GreetClient(
-        await serve_flaky(flaky),
+        await serve.start(flaky),
         timeout=10,
         interceptors=[SetTenant()],
         attempt_interceptors=[TenantToMetadata()],

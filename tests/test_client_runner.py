@@ -4,7 +4,7 @@ process is retried at once, even without a retry policy and after requests were 
 config's per-method policy and its throttling decide the rest.
 
 Servers: real GreetServers on loopback sockets (the `start_server` fixture), a grpclib Server
-running `Failing` (fails the first attempts of each method with a chosen status), and
+running `Flaky` (tests/support: fails the first attempts of each method with a chosen status), and
 `RefusingServer`, a raw HTTP/2 server that answers every call with REFUSED_STREAM or with a
 GOAWAY that leaves it out. Attempts are seen through an attempt interceptor (`AttemptLog`).
 """
@@ -18,20 +18,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from flaky_service import Flaky, GrpclibServers
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
-from grpclib.server import Server
 from hyperframe.frame import GoAwayFrame, SettingsFrame
 from raw_http2 import PREFACE, rst, settings
 
-from generated.greet_service import (
-    GreetServiceBase,
-    HelloRequest,
-    HelloResponse,
-    MessagesList,
-    NamesList,
-    NoParam,
-)
 from greet.client import (
     ClientAttempt,
     GreetClient,
@@ -296,60 +287,10 @@ async def test_one_transparent_retry_per_call_then_the_policy(
 # -- per-method policies and throttling -------------------------------------------------------
 
 
-class Failing(GreetServiceBase):
-    """Fails the first `failures` attempts of every method with `status`; counts attempts."""
-
-    def __init__(self, failures: int, status: Status = Status.UNAVAILABLE) -> None:
-        self.failures = failures
-        self.status = status
-        self.attempts: Counter[str] = Counter()
-
-    def check(self, method: str) -> None:
-        self.attempts[method] += 1
-        if self.attempts[method] <= self.failures:
-            raise GRPCError(self.status, f"attempt {self.attempts[method]} fails")
-
-    async def say_hello(self, no_param: NoParam) -> HelloResponse:
-        self.check("SayHello")
-        return HelloResponse(message="Hello")
-
-    async def say_hello_server_streaming(
-        self, names_list: NamesList
-    ) -> AsyncIterator[HelloResponse]:
-        self.check("SayHelloServerStreaming")
-        for name in names_list.names:
-            yield HelloResponse(message=f"Hello {name}")
-
-    async def say_hello_client_streaming(
-        self, hello_request_iterator: AsyncIterator[HelloRequest]
-    ) -> MessagesList:
-        names = [request.name async for request in hello_request_iterator]
-        self.check("SayHelloClientStreaming")
-        return MessagesList(messages=[f"Hello {name}" for name in names])
-
-    async def say_hello_bidirectional_streaming(
-        self, hello_request_iterator: AsyncIterator[HelloRequest]
-    ) -> AsyncIterator[HelloResponse]:
-        self.check("SayHelloBidirectionalStreaming")
-        async for request in hello_request_iterator:
-            yield HelloResponse(message=f"Hello {request.name}")
-
-
 @pytest.fixture
-async def serve_failing() -> AsyncIterator[Callable[[Failing], Awaitable[str]]]:
-    servers: list[Server] = []
-
-    async def start(service: Failing) -> str:
-        server = Server([service])
-        sock = bound_socket()
-        await server.start(sock=sock)
-        servers.append(server)
-        return f"127.0.0.1:{sock.getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+async def serve() -> AsyncIterator[GrpclibServers]:
+    async with GrpclibServers() as servers:
+        yield servers
 
 
 def retry_policy_json(max_attempts: int, codes: list[str]) -> dict[str, Any]:
@@ -363,9 +304,9 @@ def retry_policy_json(max_attempts: int, codes: list[str]) -> dict[str, Any]:
 
 
 async def test_a_per_method_policy_applies_to_that_method_only(
-    serve_failing: Callable[[Failing], Awaitable[str]],
+    serve: GrpclibServers,
 ) -> None:
-    failing = Failing(failures=2)
+    failing = Flaky(failures=2)
     config = json.dumps(
         {
             "methodConfig": [
@@ -376,15 +317,13 @@ async def test_a_per_method_policy_applies_to_that_method_only(
             ]
         }
     )
-    async with GreetClient(
-        await serve_failing(failing), timeout=10, service_config=config
-    ) as client:
+    async with GreetClient(await serve.start(failing), timeout=10, service_config=config) as client:
         assert (await client.say_hello()).message == "Hello"
         for kind in ("server_stream", "client_stream", "bidi"):
             with pytest.raises(RpcError) as caught:
                 await call(client, kind)
             assert caught.value.status is UNAVAILABLE
-    assert failing.attempts == Counter(
+    assert failing.attempts_by_method == Counter(
         {
             "SayHello": 3,
             "SayHelloServerStreaming": 1,
@@ -395,10 +334,10 @@ async def test_a_per_method_policy_applies_to_that_method_only(
 
 
 async def test_a_policy_retries_the_statuses_it_names_and_no_others(
-    serve_failing: Callable[[Failing], Awaitable[str]],
+    serve: GrpclibServers,
 ) -> None:
-    exhausted = Failing(failures=1, status=Status.RESOURCE_EXHAUSTED)
-    unavailable = Failing(failures=1, status=Status.UNAVAILABLE)
+    exhausted = Flaky(failures=1, status=Status.RESOURCE_EXHAUSTED)
+    unavailable = Flaky(failures=1, status=Status.UNAVAILABLE)
     config = {
         "methodConfig": [
             {
@@ -408,35 +347,33 @@ async def test_a_policy_retries_the_statuses_it_names_and_no_others(
         ]
     }
     async with GreetClient(
-        await serve_failing(exhausted), timeout=10, service_config=config
+        await serve.start(exhausted), timeout=10, service_config=config
     ) as client:
         assert await call(client, "bidi") == greetings("bidi")
     async with GreetClient(
-        await serve_failing(unavailable), timeout=10, service_config=config
+        await serve.start(unavailable), timeout=10, service_config=config
     ) as client:
         with pytest.raises(RpcError) as caught:
             await call(client, "bidi")
     assert caught.value.status is UNAVAILABLE
-    assert exhausted.attempts["SayHelloBidirectionalStreaming"] == 2
-    assert unavailable.attempts["SayHelloBidirectionalStreaming"] == 1
+    assert exhausted.attempts_by_method["SayHelloBidirectionalStreaming"] == 2
+    assert unavailable.attempts_by_method["SayHelloBidirectionalStreaming"] == 1
 
 
 async def test_the_service_configs_throttling_stops_retries(
-    serve_failing: Callable[[Failing], Awaitable[str]],
+    serve: GrpclibServers,
 ) -> None:
     """4 tokens, retries only above 2: the first failing call is tried twice (4 -> 3 -> 2),
     the next once; a success gives back 0.5."""
-    failing = Failing(failures=3)
+    failing = Flaky(failures=3)
     config = {
         "methodConfig": [{"name": [{}], "retryPolicy": retry_policy_json(5, ["UNAVAILABLE"])}],
         "retryThrottling": {"maxTokens": 4, "tokenRatio": 0.5},
     }
-    async with GreetClient(
-        await serve_failing(failing), timeout=10, service_config=config
-    ) as client:
+    async with GreetClient(await serve.start(failing), timeout=10, service_config=config) as client:
         for _ in range(2):
             with pytest.raises(RpcError):
                 await client.say_hello()
-        assert failing.attempts["SayHello"] == 3
+        assert failing.attempts_by_method["SayHello"] == 3
         assert (await client.say_hello()).message == "Hello"
         assert client.budget.tokens == pytest.approx(4 - 3 + 0.5)
