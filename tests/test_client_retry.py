@@ -1,8 +1,9 @@
 """GreetClient retries: which statuses, how many attempts, the budget, the overall deadline, and
 streaming calls (retried only before the first reply, client/bidi only while replayable).
 
-The server is a real grpclib server on a loopback socket running `Flaky`, a GreetService double
-that fails a chosen number of attempts with a chosen status; attempts are counted at the server.
+The server is a real grpclib server on a loopback socket running `Flaky` (tests/support), a
+GreetService double that fails a chosen number of attempts with a chosen status; attempts are
+counted at the server.
 """
 
 from __future__ import annotations
@@ -11,126 +12,34 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from flaky_service import Flaky, GrpclibServers
 from grpclib.const import Status
-from grpclib.events import RecvRequest, listen
-from grpclib.exceptions import GRPCError
-from grpclib.server import Server
+from grpclib.events import RecvRequest
 
 from greet.client import GreetClient, RetryPolicy, RetryThrottling, RpcError
 from greet.testing import bound_socket
-from greet_service import (
-    GreetServiceBase,
-    HelloRequest,
-    HelloResponse,
-    MessagesList,
-    NamesList,
-    NoParam,
-)
+from greet_service import HelloRequest
 
 QUICK = RetryPolicy(initial_backoff=0.001, max_backoff=0.002)
 
 
-class Flaky(GreetServiceBase):
-    """Fails the first `failures` attempts with `status`: before any reply, or after the first
-    reply of a stream when `after_first_reply`."""
-
-    def __init__(
-        self,
-        failures: int = 0,
-        status: Status = Status.UNAVAILABLE,
-        *,
-        after_first_reply: bool = False,
-    ) -> None:
-        self.failures = failures
-        self.status = status
-        self.after_first_reply = after_first_reply
-        self.attempts = 0
-        self.deadlines: list[float] = []
-
-    def fail_now(self) -> bool:
-        self.attempts += 1
-        return self.attempts <= self.failures
-
-    def error(self) -> GRPCError:
-        return GRPCError(self.status, f"attempt {self.attempts} fails")
-
-    async def say_hello(self, no_param: NoParam) -> HelloResponse:
-        if self.fail_now():
-            raise self.error()
-        return HelloResponse(message="Hello")
-
-    async def say_hello_server_streaming(
-        self, names_list: NamesList
-    ) -> AsyncIterator[HelloResponse]:
-        failing = self.fail_now()
-        if failing and not self.after_first_reply:
-            raise self.error()
-        for index, name in enumerate(names_list.names):
-            if failing and index == 1:
-                raise self.error()
-            yield HelloResponse(message=f"Hello {name}")
-
-    async def say_hello_client_streaming(
-        self, hello_request_iterator: AsyncIterator[HelloRequest]
-    ) -> MessagesList:
-        failing = self.fail_now()
-        messages = [f"Hello {request.name}" async for request in hello_request_iterator]
-        if failing:
-            raise self.error()
-        return MessagesList(messages=messages)
-
-    async def say_hello_bidirectional_streaming(
-        self, hello_request_iterator: AsyncIterator[HelloRequest]
-    ) -> AsyncIterator[HelloResponse]:
-        failing = self.fail_now()
-        index = 0
-        async for request in hello_request_iterator:
-            if failing and index == (1 if self.after_first_reply else 0):
-                raise self.error()
-            index += 1
-            yield HelloResponse(message=f"Hello {request.name}")
-
-    async def on_request(self, event: RecvRequest) -> None:
-        if event.deadline is not None:
-            self.deadlines.append(event.deadline.time_remaining())
-
-
 @pytest.fixture
-async def serve() -> AsyncIterator[object]:
-    servers: list[Server] = []
-
-    async def start(service: Flaky) -> str:
-        server = Server([service])
-        listen(server, RecvRequest, service.on_request)
-        sock = bound_socket()
-        await server.start(sock=sock)
-        servers.append(server)
-        return f"127.0.0.1:{sock.getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+async def serve() -> AsyncIterator[GrpclibServers]:
+    async with GrpclibServers() as servers:
+        yield servers
 
 
-async def started(serve: object, service: Flaky) -> str:
-    assert callable(serve)
-    target = await serve(service)
-    assert isinstance(target, str)
-    return target
-
-
-async def test_unavailable_is_retried_until_it_succeeds(serve: object) -> None:
+async def test_unavailable_is_retried_until_it_succeeds(serve: GrpclibServers) -> None:
     flaky = Flaky(failures=3)
-    async with GreetClient(await started(serve, flaky), retry=QUICK, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=QUICK, timeout=10) as client:
         assert (await client.say_hello()).message == "Hello"
     assert flaky.attempts == 4
 
 
-async def test_attempts_stop_at_max_attempts(serve: object) -> None:
+async def test_attempts_stop_at_max_attempts(serve: GrpclibServers) -> None:
     flaky = Flaky(failures=100)
     policy = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.001)
-    async with GreetClient(await started(serve, flaky), retry=policy, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=policy, timeout=10) as client:
         with pytest.raises(RpcError) as caught:
             await client.say_hello()
     assert caught.value.status is Status.UNAVAILABLE
@@ -148,16 +57,16 @@ async def test_attempts_stop_at_max_attempts(serve: object) -> None:
         Status.UNAUTHENTICATED,
     ],
 )
-async def test_other_statuses_are_not_retried(serve: object, status: Status) -> None:
+async def test_other_statuses_are_not_retried(serve: GrpclibServers, status: Status) -> None:
     flaky = Flaky(failures=1, status=status)
-    async with GreetClient(await started(serve, flaky), retry=QUICK, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=QUICK, timeout=10) as client:
         with pytest.raises(RpcError) as caught:
             await client.say_hello()
     assert caught.value.status is status
     assert flaky.attempts == 1
 
 
-async def test_budget_exhaustion_stops_retries(serve: object) -> None:
+async def test_budget_exhaustion_stops_retries(serve: GrpclibServers) -> None:
     """10 tokens, retries only above 5: the first failing call is tried 5 times, later ones
     once each, until successes have earned tokens back (0.1 per success)."""
     flaky = Flaky(failures=7)
@@ -167,7 +76,7 @@ async def test_budget_exhaustion_stops_retries(serve: object) -> None:
         max_backoff=0.001,
         throttling=RetryThrottling(max_tokens=10, token_ratio=0.1),
     )
-    async with GreetClient(await started(serve, flaky), retry=policy, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=policy, timeout=10) as client:
         for _ in range(3):
             with pytest.raises(RpcError):
                 await client.say_hello()
@@ -176,7 +85,7 @@ async def test_budget_exhaustion_stops_retries(serve: object) -> None:
         assert client.budget.tokens == pytest.approx(10 - 7 + 0.1)
 
 
-async def test_one_deadline_spans_every_attempt(serve: object) -> None:
+async def test_one_deadline_spans_every_attempt(serve: GrpclibServers) -> None:
     """With attempts to spare, the call still ends at its deadline, and each attempt is sent
     with what is left of that one deadline (grpc-timeout seen by the server shrinks)."""
     flaky = Flaky(failures=10_000)
@@ -187,7 +96,7 @@ async def test_one_deadline_spans_every_attempt(serve: object) -> None:
         jitter=0,
         throttling=RetryThrottling(max_tokens=1000, token_ratio=1),
     )
-    async with GreetClient(await started(serve, flaky), retry=policy) as client:
+    async with GreetClient(await serve.start(flaky), retry=policy) as client:
         with pytest.raises(RpcError) as caught:
             await client.say_hello(timeout=0.5)
     # (the deadline ends either during a backoff or during the last attempt)
@@ -199,18 +108,18 @@ async def test_one_deadline_spans_every_attempt(serve: object) -> None:
     assert flaky.deadlines[0] - flaky.deadlines[-1] >= 0.02 * (flaky.attempts - 1)
 
 
-async def test_server_stream_is_retried_before_the_first_reply(serve: object) -> None:
+async def test_server_stream_is_retried_before_the_first_reply(serve: GrpclibServers) -> None:
     flaky = Flaky(failures=2)
-    async with GreetClient(await started(serve, flaky), retry=QUICK, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=QUICK, timeout=10) as client:
         replies = [r.message async for r in client.say_hello_server_streaming(["a", "b"])]
     assert replies == ["Hello a", "Hello b"]
     assert flaky.attempts == 3
 
 
-async def test_server_stream_is_not_retried_after_a_reply(serve: object) -> None:
+async def test_server_stream_is_not_retried_after_a_reply(serve: GrpclibServers) -> None:
     flaky = Flaky(failures=1, after_first_reply=True)
     received: list[str] = []
-    async with GreetClient(await started(serve, flaky), retry=QUICK, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=QUICK, timeout=10) as client:
         with pytest.raises(RpcError) as caught:
             async for reply in client.say_hello_server_streaming(["a", "b", "c"]):
                 received.append(reply.message)
@@ -219,10 +128,10 @@ async def test_server_stream_is_not_retried_after_a_reply(serve: object) -> None
     assert flaky.attempts == 1
 
 
-async def test_bidi_is_not_retried_after_a_reply(serve: object) -> None:
+async def test_bidi_is_not_retried_after_a_reply(serve: GrpclibServers) -> None:
     flaky = Flaky(failures=1, after_first_reply=True)
     received: list[str] = []
-    async with GreetClient(await started(serve, flaky), retry=QUICK, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=QUICK, timeout=10) as client:
         with pytest.raises(RpcError):
             async for reply in client.say_hello_bidirectional_streaming(["a", "b", "c"]):
                 received.append(reply.message)
@@ -230,16 +139,16 @@ async def test_bidi_is_not_retried_after_a_reply(serve: object) -> None:
     assert flaky.attempts == 1
 
 
-async def test_client_stream_from_a_list_is_replayed(serve: object) -> None:
+async def test_client_stream_from_a_list_is_replayed(serve: GrpclibServers) -> None:
     flaky = Flaky(failures=2)
-    async with GreetClient(await started(serve, flaky), retry=QUICK, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=QUICK, timeout=10) as client:
         reply = await client.say_hello_client_streaming(["a", HelloRequest(name="b")])
     assert reply.messages == ["Hello a", "Hello b"]
     assert flaky.attempts == 3
 
 
 async def test_client_stream_from_a_generator_is_replayed_from_its_buffer(
-    serve: object,
+    serve: GrpclibServers,
 ) -> None:
     pulled: list[str] = []
 
@@ -249,21 +158,21 @@ async def test_client_stream_from_a_generator_is_replayed_from_its_buffer(
             yield name
 
     flaky = Flaky(failures=1)
-    async with GreetClient(await started(serve, flaky), retry=QUICK, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=QUICK, timeout=10) as client:
         reply = await client.say_hello_client_streaming(names())
     assert reply.messages == ["Hello a", "Hello b", "Hello c"]
     assert pulled == ["a", "b", "c"]  # read once, sent twice
     assert flaky.attempts == 2
 
 
-async def test_stream_longer_than_the_replay_buffer_is_not_retried(serve: object) -> None:
+async def test_stream_longer_than_the_replay_buffer_is_not_retried(serve: GrpclibServers) -> None:
     async def names() -> AsyncIterator[str]:
         for name in ["a", "b", "c"]:
             yield name
 
     flaky = Flaky(failures=1)
     policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.001, replay_buffer_messages=2)
-    async with GreetClient(await started(serve, flaky), retry=policy, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=policy, timeout=10) as client:
         with pytest.raises(RpcError) as caught:
             await client.say_hello_client_streaming(names())
     assert caught.value.status is Status.UNAVAILABLE
@@ -271,7 +180,7 @@ async def test_stream_longer_than_the_replay_buffer_is_not_retried(serve: object
 
 
 async def test_bidi_from_an_async_generator_waiting_for_replies_is_replayed(
-    serve: object,
+    serve: GrpclibServers,
 ) -> None:
     """The first attempt fails while the generator waits for the reply to its first name; the
     second attempt resends that name from the buffer and the same generator carries on."""
@@ -287,7 +196,7 @@ async def test_bidi_from_an_async_generator_waiting_for_replies_is_replayed(
 
     flaky = Flaky(failures=1)
     received: list[str] = []
-    async with GreetClient(await started(serve, flaky), retry=QUICK, timeout=10) as client:
+    async with GreetClient(await serve.start(flaky), retry=QUICK, timeout=10) as client:
         async for reply in client.say_hello_bidirectional_streaming(requests()):
             received.append(reply.message)
             replied[len(received) - 1].set()
@@ -306,7 +215,7 @@ async def test_connection_refused_everywhere_is_unavailable_after_the_attempts()
     assert "cannot connect" in caught.value.message
 
 
-async def test_token_is_sent_as_a_bearer_authorization(serve: object) -> None:
+async def test_token_is_sent_as_a_bearer_authorization(serve: GrpclibServers) -> None:
     seen: list[str | None] = []
 
     class Recording(Flaky):
@@ -314,7 +223,7 @@ async def test_token_is_sent_as_a_bearer_authorization(serve: object) -> None:
             value = event.metadata.get("authorization")
             seen.append(value if isinstance(value, str) else None)
 
-    async with GreetClient(await started(serve, Recording()), token="s3cret", timeout=10) as c:
+    async with GreetClient(await serve.start(Recording()), token="s3cret", timeout=10) as c:
         await c.say_hello()
     assert seen == ["Bearer s3cret"]
 

@@ -12,7 +12,14 @@ it waits for the next request does not break the source for the next attempt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from typing import TypeAlias
 
 from greet_service import HelloRequest
@@ -58,7 +65,7 @@ class ReplayableRequests:
         self._buffer = None
         self._committed = True
 
-    async def attempt(self) -> AsyncIterator[HelloRequest]:
+    async def attempt(self) -> AsyncGenerator[HelloRequest, None]:
         """The requests for one attempt: the ones read before, then the rest of the source."""
         if self._sequence is not None:
             for item in self._sequence:

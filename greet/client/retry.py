@@ -1,6 +1,7 @@
 """When and how soon a failed call is tried again: RetryPolicy, RetryThrottling and RetryBudget.
 
-The rules follow gRPC's own retry design (gRFC A6):
+The rules follow gRPC's own retry design (gRFC A6); which methods get which policy is the
+service config's job (greet.client.service_config):
 
 - Only `RetryPolicy.retryable_statuses` are retried; by default UNAVAILABLE alone, the status of
   "the call was not served: connection refused, reset, GOAWAY, no endpoint, 502/503/504 from a
@@ -16,12 +17,15 @@ The rules follow gRPC's own retry design (gRFC A6):
   `token_ratio`; while the tokens are at or below half of `max_tokens`, failed calls are not
   retried. In an outage the extra load from retries is thus bounded by about `max_tokens / 2`
   attempts, then by `token_ratio` times the successful calls.
+- An attempt the server did not process (greet.transport.errors: StreamRefused, NotProcessed) is
+  retried once per call at once, whatever the policy (A6's transparent retry): no backoff, no
+  token, not counted in `max_attempts`.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from grpclib.const import Status
 
@@ -45,18 +49,24 @@ class RetryThrottling:
     def __post_init__(self) -> None:
         if not 0 <= self.max_tokens <= 1000:
             raise ValueError("max_tokens must be 0..1000")
-        if not 0 < self.token_ratio <= 1:
-            raise ValueError("token_ratio must be in (0, 1]")
+        if not self.token_ratio > 0:
+            raise ValueError("token_ratio must be greater than 0")
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How a client retries failed calls (see the module docstring for the rules).
+    """How a client retries failed calls of a method (the module docstring has the rules).
 
-    `max_attempts` counts the first attempt (1: never retry). `replay_buffer_messages` is how many
-    request messages of a client- or bidi-streaming call are kept so the call can be replayed on
-    another endpoint; a call that has sent more than that (or has received a reply) is committed
-    and no longer retried.
+    `max_attempts` counts the first attempt (1: never retry); unlike a JSON service config,
+    whose maxAttempts gRPC caps at 5, a policy built here is taken as given. `multiplier` is
+    gRPC's backoffMultiplier; `jitter` is greet's own (gRPC draws the pause at random below the
+    backoff). `replay_buffer_messages` is how many request messages of a client- or
+    bidi-streaming call are kept so the call can be replayed on another endpoint; a call that
+    has sent more than that (or has received a reply) is committed and no longer retried.
+
+    `throttling` applies when the policy is the client's `retry=` (the policy of every method):
+    it is then the client's retry budget (None: RetryThrottling()). In a ServiceConfig the budget
+    is `ServiceConfig.retry_throttling`, and a method's policy leaves this None.
     """
 
     max_attempts: int = 5
@@ -65,20 +75,25 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.2
     retryable_statuses: frozenset[Status] = DEFAULT_RETRYABLE_STATUSES
-    throttling: RetryThrottling = field(default_factory=RetryThrottling)
+    throttling: RetryThrottling | None = None
     replay_buffer_messages: int = 1000
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.initial_backoff < 0 or self.max_backoff < self.initial_backoff:
-            raise ValueError("backoffs must satisfy 0 <= initial_backoff <= max_backoff")
-        if self.multiplier < 1:
-            raise ValueError("multiplier must be at least 1")
+        if not 0 < self.initial_backoff <= self.max_backoff:
+            raise ValueError("backoffs must satisfy 0 < initial_backoff <= max_backoff")
+        if not self.multiplier > 0:
+            raise ValueError("multiplier must be greater than 0")
         if not 0 <= self.jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
         if self.replay_buffer_messages < 0:
             raise ValueError("replay_buffer_messages must not be negative")
+        statuses = frozenset(self.retryable_statuses)
+        unknown = [status for status in statuses if not isinstance(status, Status)]
+        if unknown:
+            raise ValueError(f"retryable_statuses must be grpclib Status members, not {unknown}")
+        object.__setattr__(self, "retryable_statuses", statuses)
 
     def backoff(self, failed_attempts: int) -> float:
         """Seconds to wait after `failed_attempts` failed attempts (>= 1), jittered."""
@@ -91,13 +106,18 @@ class RetryPolicy:
 
 
 class RetryBudget:
-    """The live token bucket of a RetryThrottling, shared by every call of one client."""
+    """The live token bucket of a RetryThrottling, shared by every call of one client.
 
-    def __init__(self, throttling: RetryThrottling) -> None:
-        self.max_tokens = throttling.max_tokens
-        self.token_ratio = throttling.token_ratio
-        self.tokens = throttling.max_tokens
-        self.threshold = throttling.max_tokens / 2
+    Without a RetryThrottling (a service config with no retryThrottling) retries are never
+    throttled.
+    """
+
+    def __init__(self, throttling: RetryThrottling | None) -> None:
+        self.throttled = throttling is not None
+        self.max_tokens = throttling.max_tokens if throttling is not None else 0.0
+        self.token_ratio = throttling.token_ratio if throttling is not None else 0.0
+        self.tokens = self.max_tokens
+        self.threshold = self.max_tokens / 2
 
     def record_success(self) -> None:
         if self.tokens < self.max_tokens:
@@ -108,4 +128,4 @@ class RetryBudget:
 
     @property
     def allows_retry(self) -> bool:
-        return self.tokens > self.threshold
+        return not self.throttled or self.tokens > self.threshold

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -12,7 +13,6 @@ __all__ = [
     "Target",
     "parse_target",
     "parse_target_spec",
-    "parse_target_specs",
     "parse_targets",
 ]
 
@@ -74,11 +74,8 @@ def parse_target_spec(target: str) -> Target:
     return parse_target(text)
 
 
-def parse_targets(targets: str) -> list[Endpoint]:
-    """A comma-separated list of `host:port` targets."""
-    return [parse_target(part) for part in targets.split(",") if part.strip()]
-
-
-def parse_target_specs(targets: str) -> list[Target]:
-    """A comma-separated list of targets, `dns:///` names allowed."""
-    return [parse_target_spec(part) for part in targets.split(",") if part.strip()]
+def parse_targets(targets: str | Sequence[str]) -> list[Target]:
+    """Targets given as a comma-separated string or as a list (`dns:///` names allowed); empty
+    entries are skipped, anything else that is not a target is a ValueError."""
+    names = targets.split(",") if isinstance(targets, str) else list(targets)
+    return [parse_target_spec(name) for name in names if name.strip()]
