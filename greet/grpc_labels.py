@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 from grpclib.const import Cardinality, Status
 
-__all__ = ["CODE_NAMES", "GRPC_TYPES", "code_name", "grpc_type", "method_labels"]
+__all__ = ["CODE_NAMES", "GRPC_TYPES", "LATENCY_BUCKETS", "code_name", "grpc_type", "method_labels"]
 
 CODE_NAMES: Mapping[Status, str] = MappingProxyType(
     {
@@ -53,6 +53,12 @@ GRPC_TYPES: Mapping[Cardinality, str] = MappingProxyType(
     }
 )
 """grpc_type for every call kind."""
+
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                   0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # fmt: skip
+"""Histogram buckets of the handling_seconds metrics, in seconds: from well under a millisecond
+(a unary call here takes about 0.1 ms) to long streams."""
 
 
 def code_name(status: Status) -> str:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from grpclib.const import Cardinality, Status
+from grpclib.const import Status
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+from greet.grpc_labels import CODE_NAMES, GRPC_TYPES, LATENCY_BUCKETS, code_name
 
 if TYPE_CHECKING:
     from greet.client.calls import ClientCall
@@ -31,48 +33,15 @@ if TYPE_CHECKING:
 
 __all__ = ["BUCKETS", "GRPC_CODE_NAMES", "GRPC_TYPES", "ClientMetrics", "grpc_code"]
 
-# The server (greet.metrics) needs the same two tables: they are due to move to one shared module.
-GRPC_CODE_NAMES: dict[Status, str] = {
-    Status.OK: "OK",
-    Status.CANCELLED: "Canceled",
-    Status.UNKNOWN: "Unknown",
-    Status.INVALID_ARGUMENT: "InvalidArgument",
-    Status.DEADLINE_EXCEEDED: "DeadlineExceeded",
-    Status.NOT_FOUND: "NotFound",
-    Status.ALREADY_EXISTS: "AlreadyExists",
-    Status.PERMISSION_DENIED: "PermissionDenied",
-    Status.RESOURCE_EXHAUSTED: "ResourceExhausted",
-    Status.FAILED_PRECONDITION: "FailedPrecondition",
-    Status.ABORTED: "Aborted",
-    Status.OUT_OF_RANGE: "OutOfRange",
-    Status.UNIMPLEMENTED: "Unimplemented",
-    Status.INTERNAL: "Internal",
-    Status.UNAVAILABLE: "Unavailable",
-    Status.DATA_LOSS: "DataLoss",
-    Status.UNAUTHENTICATED: "Unauthenticated",
-}
-"""grpc-go's name of each status code (codes.Code.String(): note `Canceled`), the grpc_code
-label go-grpc-prometheus writes."""
-
-GRPC_TYPES: dict[Cardinality, str] = {
-    Cardinality.UNARY_UNARY: "unary",
-    Cardinality.UNARY_STREAM: "server_stream",
-    Cardinality.STREAM_UNARY: "client_stream",
-    Cardinality.STREAM_STREAM: "bidi_stream",
-}
-"""go-grpc-prometheus' grpc_type label of each call kind."""
-
-BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-           1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # fmt: skip
-"""Latency buckets in seconds, the server's (greet.metrics): from well under a millisecond to
-long streams."""
+GRPC_CODE_NAMES = CODE_NAMES  # the shared tables (greet.grpc_labels), server and client alike
+BUCKETS = LATENCY_BUCKETS
 
 LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
 
 def grpc_code(status: Status | None) -> str:
     """The grpc_code label of a call's status (None, a call that never ended: Unknown)."""
-    return GRPC_CODE_NAMES[status] if status is not None else "Unknown"
+    return code_name(status) if status is not None else "Unknown"
 
 
 class ClientMetrics:

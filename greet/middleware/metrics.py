@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from grpclib.const import Cardinality, Handler, Status
 
-from greet.grpc_labels import CODE_NAMES, grpc_type, method_labels
+from greet.grpc_labels import CODE_NAMES, LATENCY_BUCKETS, grpc_type, method_labels
 from greet.middleware.observer import CallObserver
 from greet.transport.server_stream import ServerCall
 
@@ -42,10 +42,7 @@ __all__ = ["BUCKETS", "LABELS", "ServerMetrics"]
 LABELS = ("grpc_service", "grpc_method", "grpc_type")
 """The labels of every grpc_server_* series (grpc_server_handled_total adds grpc_code)."""
 
-BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-           1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # fmt: skip
-"""Latency buckets in seconds: from well under a millisecond (a unary call here takes ~0.2 ms)
-to long streams."""
+BUCKETS = LATENCY_BUCKETS  # shared with the client's metrics (greet.grpc_labels)
 
 
 @dataclass

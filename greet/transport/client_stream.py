@@ -32,7 +32,7 @@ from multidict import MultiDict
 
 from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
 from greet.transport.engine import ErrorCode, Header, Headers, StreamGone
-from greet.transport.errors import StreamReset
+from greet.transport.errors import NotProcessed, StreamReset
 from greet.transport.receiving import CompressedBody, MessageFramer
 
 if TYPE_CHECKING:
@@ -108,6 +108,14 @@ class ClientStream(Stream[Any, Any]):
         self._send_waiter: asyncio.Future[None] | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._released = False
+
+    @property
+    def messages_sent(self) -> int:
+        return self._messages_sent
+
+    @property
+    def messages_received(self) -> int:
+        return self._messages_received
 
     # -- what the connection tells the stream ------------------------------------------------
 
@@ -251,7 +259,7 @@ class ClientStream(Stream[Any, Any]):
         if self.failure is not None:
             raise self.failure
         if not connection.usable:
-            raise StreamTerminatedError("the connection closed before the call started")
+            raise NotProcessed("the connection closed before the call started")
         self.connection = connection
         self.stream_id = connection.open_stream(self, headers, end_stream=end)
         self.peer = channel.peer_of(connection)
