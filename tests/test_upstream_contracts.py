@@ -28,7 +28,7 @@ from greet.transport import Channel, TransportServer
 from greet.transport.client_stream import ClientStream
 from greet.transport.decoding import field_rules
 from greet.transport.engine import EngineLimits
-from greet.transport.engine_h2 import GreetH2Connection
+from greet.transport.h2_connection import GreetH2Connection
 from greet.transport.server_stream import ServerCall
 from greet_service import HelloRequest, HelloResponse, NamesList
 

@@ -33,6 +33,7 @@ from greet.transport.writes import WriteBatcher
 if TYPE_CHECKING:
     from grpclib.exceptions import StreamTerminatedError
 
+    from greet.transport.client_signals import ClientStreamSignals
     from greet.transport.client_stream import ClientStream
 
 __all__ = ["ClientConnection"]
@@ -212,7 +213,7 @@ class ClientConnection(asyncio.Protocol):
         if self.goaway_received and not self.streams:
             self.close()
 
-    def acknowledge(self, stream: ClientStream) -> None:
+    def acknowledge(self, stream: ClientStreamSignals) -> None:
         if stream.unacked and not self.closed:
             self.engine.acknowledge(stream.stream_id, stream.unacked)
             stream.unacked = 0

@@ -20,18 +20,20 @@ from typing import TYPE_CHECKING, Any
 from grpclib.client import Stream
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
-from grpclib.metadata import (
-    USER_AGENT,
-    Deadline,
-    _Metadata,
-    decode_metadata,
-    encode_metadata,
-    encode_timeout,
-)
+from grpclib.metadata import Deadline, _Metadata, decode_metadata
 from multidict import MultiDict
 
-from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
-from greet.transport.engine import ErrorCode, Header, Headers, StreamGone
+from greet.transport.client_heads import (
+    empty_metadata,
+    metadata_headers,
+    plain_ok,
+    request_headers,
+    text_headers,
+    usual_reply_headers,
+)
+from greet.transport.client_signals import ClientStreamSignals
+from greet.transport.compression import compress, decompress
+from greet.transport.engine import Headers, StreamGone
 from greet.transport.errors import NotProcessed, StreamReset
 from greet.transport.receiving import CompressedBody, MessageFramer
 
@@ -45,22 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["ClientStream"]
 
 CONTENT_TYPE = "application/grpc"
-USER_AGENT_HEADER = (b"user-agent", USER_AGENT.encode())
 
 
-OK_STATUS = (b":status", b"200")
-OK_TRAILER = (b"grpc-status", b"0")
-
-
-def _empty_metadata() -> _Metadata:
-    return _Metadata(MultiDict())
-
-
-def _text_headers(headers: Headers) -> list[tuple[str, str]]:
-    return [(name.decode("ascii"), value.decode("latin-1")) for name, value in headers]
-
-
-class ClientStream(Stream[Any, Any]):
+class ClientStream(ClientStreamSignals, Stream[Any, Any]):
     """One call (see the module docstring). Made by `Channel.request`."""
 
     def __init__(
@@ -117,97 +106,6 @@ class ClientStream(Stream[Any, Any]):
     def messages_received(self) -> int:
         return self._messages_received
 
-    # -- what the connection tells the stream ------------------------------------------------
-
-    def got_headers(self, headers: Headers, end_stream: bool) -> None:
-        if self.response_headers is None:
-            self.response_headers = headers
-            if end_stream:  # trailers-only
-                self.response_trailers = headers
-                self.remote_ended = True
-        else:  # a second HEADERS with END_STREAM: trailers
-            self.got_trailers(headers)
-            return
-        self._wake()
-
-    def feed(self, data: bytes, end_stream: bool) -> None:
-        self.unacked += len(data)
-        if self.recv_error is None:
-            try:
-                self.framer.feed(data)
-            except GRPCError as error:
-                self.recv_error = error
-                self.framer.clear()
-                self._cancel_stream()
-        if end_stream:
-            self.remote_ended = True
-        if not self.framer.messages and self.connection is not None:
-            self.connection.acknowledge(self)
-        self._wake()
-
-    def got_trailers(self, headers: Headers) -> None:
-        self.response_trailers = headers
-        self.remote_ended = True
-        self._wake()
-
-    def stream_closed(self, error_code: int) -> None:
-        if not self.remote_ended and self.failure is None:
-            self.failure = StreamReset(
-                error_code, f"the stream closed ({ErrorCode(error_code).name})"
-            )
-        self._wake()
-
-    def terminate(self, error: StreamTerminatedError) -> None:
-        if self.failure is None:
-            self.failure = error
-        self._wake()
-
-    def writable(self) -> None:
-        waiter = self._send_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _wake(self) -> None:
-        """Something arrived or the stream ended: wake the receiving side (and the sending side,
-        which must see a failure)."""
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if self.failure is not None:
-            self.writable()
-
-    def _deadline_expired(self) -> None:
-        self._deadline_timer = None
-        if self.failure is None:
-            self.failure = asyncio.TimeoutError()
-        self._cancel_stream()
-        self._wake()
-
-    def _cancel_stream(self) -> None:
-        connection = self.connection
-        if connection is not None and self.stream_id and not connection.closed:
-            connection.engine.reset_stream(self.stream_id, ErrorCode.CANCEL)
-            connection.sent()
-
-    async def _wait(self) -> None:
-        """Until the connection tells the stream something; raises how the stream failed."""
-        if self.failure is not None:
-            raise self.failure
-        waiter = self._recv_waiter = asyncio.get_running_loop().create_future()
-        try:
-            await waiter
-        finally:
-            self._recv_waiter = None
-
-    async def _wait_writable(self) -> None:
-        if self.failure is not None:
-            raise self.failure
-        waiter = self._send_waiter = asyncio.get_running_loop().create_future()
-        try:
-            await waiter
-        finally:
-            self._send_waiter = None
-
     # -- grpclib.client.Stream ---------------------------------------------------------------
 
     async def __aenter__(self) -> ClientStream:
@@ -227,25 +125,9 @@ class ClientStream(Stream[Any, Any]):
             )
         connection = await self._connect()
         channel = self.channel
-        headers: list[Header] = [
-            (b":method", b"POST"),
-            (b":scheme", channel.scheme),
-            (b":path", self._method_name.encode("ascii")),
-            (b":authority", channel.authority),
-        ]
-        if self._deadline is not None:
-            timeout = self._deadline.time_remaining()
-            if timeout <= 0:
-                raise asyncio.TimeoutError()
-            headers.append((b"grpc-timeout", encode_timeout(timeout).encode()))
-        headers += [
-            (b"te", b"trailers"),
-            (b"content-type", b"application/grpc"),
-            USER_AGENT_HEADER,
-            (b"grpc-accept-encoding", ACCEPT_ENCODING),
-        ]
-        if self.encoding is not None:
-            headers.append((b"grpc-encoding", self.encoding.encode()))
+        headers = request_headers(
+            channel.scheme, channel.authority, self._method_name, self._deadline, self.encoding
+        )
         metadata = self._metadata
         if "send_request" in self._listening:
             (metadata,) = await self._dispatch.send_request(
@@ -255,7 +137,7 @@ class ClientStream(Stream[Any, Any]):
                 content_type=CONTENT_TYPE,
             )
         if metadata:
-            headers += [(k.encode(), v.encode()) for k, v in encode_metadata(metadata)]
+            headers += metadata_headers(metadata)
         if self.failure is not None:
             raise self.failure
         if not connection.usable:
@@ -356,20 +238,14 @@ class ClientStream(Stream[Any, Any]):
             await self._wait()
         self._recv_initial_metadata_done = True
         raw = self.response_headers
-        if (
-            len(raw) <= 3
-            and raw[0] == OK_STATUS
-            and raw[1][0] == b"content-type"
-            and raw[1][1].startswith(b"application/grpc")
-            and (len(raw) == 2 or raw[2][0] == b"grpc-accept-encoding")
-        ):  # the usual reply headers: nothing more to read from them
-            self.initial_metadata = _empty_metadata()
+        if usual_reply_headers(raw):  # nothing more to read from them
+            self.initial_metadata = empty_metadata()
             if "recv_initial_metadata" in self._listening:
                 (self.initial_metadata,) = await self._dispatch.recv_initial_metadata(
                     self.initial_metadata
                 )
             return
-        headers = _text_headers(raw)
+        headers = text_headers(raw)
         headers_map = dict(headers)
         self._raise_for_status(headers_map)
         self._raise_for_content_type(headers_map)
@@ -435,14 +311,10 @@ class ClientStream(Stream[Any, Any]):
             await self._wait()
         self._recv_trailing_metadata_done = True
         trailers_seen = self.response_trailers
-        if (
-            len(trailers_seen) == 1
-            and trailers_seen[0] == OK_TRAILER
-            and "recv_trailing_metadata" not in self._listening
-        ):
-            self.trailing_metadata = _empty_metadata()
+        if plain_ok(trailers_seen) and "recv_trailing_metadata" not in self._listening:
+            self.trailing_metadata = empty_metadata()
             return
-        trailers = _text_headers(trailers_seen)
+        trailers = text_headers(trailers_seen)
         status, message, details = self._process_grpc_status(dict(trailers))
         (trailing,) = await self._dispatch.recv_trailing_metadata(
             decode_metadata(trailers),
@@ -478,12 +350,12 @@ class ClientStream(Stream[Any, Any]):
     def _raise_for_received_status(self) -> None:
         """A stream that ended badly after the server sent a status: raise that status."""
         if self.response_trailers is not None:
-            trailers = dict(_text_headers(self.response_trailers))
+            trailers = dict(text_headers(self.response_trailers))
             if "grpc-status" in trailers:
                 status, message, details = self._process_grpc_status(trailers)
                 self._raise_for_grpc_status(status, message, details)
         if self.response_headers is not None:
-            self._raise_for_status(dict(_text_headers(self.response_headers)))
+            self._raise_for_status(dict(text_headers(self.response_headers)))
 
     def _release(self) -> None:
         if self._released:

@@ -7,10 +7,8 @@ What this adapter adds to h2, so that the layer above sees one behaviour:
 - one `on_stream_closed` per stream, when both sides have ended or it was reset either way;
 - request headers checked by greet.transport.headers (h2's own validation would close the whole
   connection for one malformed request);
-- `GreetH2Connection`, a subclass of h2's connection that (1) starts with greet's local settings
-  instead of h2's MAX_CONCURRENT_STREAMS of 100, which h2 enforces by closing the connection, and
-  (2) treats a peer's GOAWAY as "no new streams": h2 itself moves the connection to CLOSED and
-  would refuse to finish the calls in flight;
+- `GreetH2Connection` (greet.transport.h2_connection), h2's connection with greet's starting
+  settings and a GOAWAY that closes nothing;
 - GOAWAY frames written by greet (greet.transport.frames), for the same reason on our side.
 """
 
@@ -20,12 +18,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
-from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
-    Event,
     PingAckReceived,
     PingReceived,
     RemoteSettingsChanged,
@@ -37,8 +32,7 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import ProtocolError, StreamClosedError
-from h2.settings import SettingCodes, Settings
-from hyperframe.frame import Frame, GoAwayFrame
+from h2.settings import SettingCodes
 
 from greet.transport.engine import (
     EngineEvents,
@@ -49,45 +43,12 @@ from greet.transport.engine import (
     StreamGone,
 )
 from greet.transport.frames import SETTINGS_MAX_CONCURRENT_STREAMS, goaway_frame, settings_frame
+from greet.transport.h2_connection import GreetH2Connection
 from greet.transport.headers import request_problem, trailers_problem
 
-__all__ = ["GreetH2Connection", "H2Engine"]
+__all__ = ["H2Engine"]
 
-MAX_STREAM_ID = 2**31 - 1
 SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
-
-
-class GreetH2Connection(H2Connection):
-    """h2's connection with greet's starting settings and a GOAWAY that closes nothing.
-
-    `DEFAULT_MAX_HEADER_LIST_SIZE` is h2's class attribute for the size its HPACK decoder gives
-    up at (a connection error): greet's hard limit. The smaller limit greet advertises is applied
-    per call by the connection.
-    """
-
-    DEFAULT_MAX_HEADER_LIST_SIZE = EngineLimits.hard_header_list_size
-
-    def __init__(self, config: H2Configuration, limits: EngineLimits) -> None:
-        super().__init__(config)
-        initial: dict[SettingCodes, int] = {
-            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID,  # enforced per stream by greet
-            SettingCodes.MAX_HEADER_LIST_SIZE: limits.hard_header_list_size,
-            SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
-            SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
-        }
-        if config.client_side:
-            initial[SettingCodes.ENABLE_PUSH] = 0
-        self.local_settings = Settings(client=config.client_side, initial_values=initial)
-        self.max_inbound_frame_size = limits.max_frame_size
-
-    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
-        """A GOAWAY is reported, and h2's state machine is left open for the streams in flight
-        (greet's connection opens no new streams after it)."""
-        event = ConnectionTerminated()
-        event.error_code = ErrorCodes(frame.error_code) if frame.error_code < 14 else None
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
 
 
 @dataclass

@@ -11,61 +11,41 @@ Underneath, the call talks to its `ServerConnection` and the connection's HTTP/2
 directly: request messages are cut out of DATA by a `MessageFramer` as they arrive; replies go to
 the engine's send queue, and `send_message` waits only when that queue is over
 `stream_send_buffer` for the stream (or `connection_send_buffer` for the whole connection) - a
-client that never reads holds a bounded amount of the server's memory.
-
-`run_call` is the body of the task that serves a call: it maps what the handler raised to a status
-(GRPCError as given, a deadline to DEADLINE_EXCEEDED, a shutdown to UNAVAILABLE, a bug to UNKNOWN
-with the traceback logged) and always releases what the call held.
+client that never reads holds a bounded amount of the server's memory. The task that serves a
+call is greet.transport.call_runner's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Collection
 from typing import TYPE_CHECKING, Any
 
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
-from grpclib.metadata import (
-    _STATUS_DETAILS_KEY,
-    Deadline,
-    _Metadata,
-    _MetadataLike,
-    encode_bin_value,
-    encode_grpc_message,
-    encode_metadata,
-)
+from grpclib.metadata import Deadline, _Metadata, _MetadataLike, encode_metadata
 from grpclib.server import Stream
 from multidict import MultiDict
 
-from greet.transport.compression import ACCEPT_ENCODING, compress, decompress
+from greet.transport.call_runner import finish
+from greet.transport.compression import compress, decompress
 from greet.transport.engine import ErrorCode, Header, StreamGone
-from greet.transport.interception import run_chain
 from greet.transport.receiving import RECV_YIELD_EVERY, CompressedBody, MessageFramer, truncated
+from greet.transport.responses import RESPONSE_HEADERS, header_list, trailers
 
 if TYPE_CHECKING:
     from greet.transport.request_head import Route
     from greet.transport.server_connection import ServerConnection
 
-__all__ = ["CONTENT_TYPE", "ServerCall", "run_call"]
+__all__ = ["ServerCall"]
 
 log = logging.getLogger("greet.server")
 
-CONTENT_TYPE = b"application/grpc"
-RESPONSE_HEADERS: list[Header] = [
-    (b":status", b"200"),
-    (b"content-type", CONTENT_TYPE),
-    (b"grpc-accept-encoding", ACCEPT_ENCODING),
-]
-OK_TRAILERS: list[Header] = [(b"grpc-status", b"0")]
-STATUS_VALUES = {status: str(status.value).encode() for status in Status}
 
-
-def _header_list(headers: Collection[tuple[str, str]]) -> list[Header]:
-    return [(name.encode("ascii"), value.encode("ascii")) for name, value in headers]
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class ServerCall(Stream[Any, Any]):
@@ -171,7 +151,7 @@ class ServerCall(Stream[Any, Any]):
             self.request_ended = True
         if not self.framer.messages:
             self.connection.acknowledge(self)
-        self._wake_receiver()
+        _wake(self._recv_waiter)
 
     def end_request(self) -> None:
         """The client ended its side of the stream."""
@@ -179,7 +159,7 @@ class ServerCall(Stream[Any, Any]):
         if self.recv_error is None and self.framer.inside_message:
             self.recv_error = truncated()
             self.framer.clear()
-        self._wake_receiver()
+        _wake(self._recv_waiter)
 
     def terminate(self) -> None:
         """The stream is gone (reset by the client, or the connection lost): stop the handler."""
@@ -189,15 +169,15 @@ class ServerCall(Stream[Any, Any]):
         if not self.ended_at:
             self.ended_at = time.perf_counter()
         self.framer.clear()
-        self._wake_receiver()
-        self._wake_sender()
+        _wake(self._recv_waiter)
+        _wake(self._send_waiter)
         task = self.task
         if task is not None and not task.done():
             task.cancel()
 
     def writable(self) -> None:
         """Send window or buffer space opened up."""
-        self._wake_sender()
+        _wake(self._send_waiter)
 
     def _deadline_expired(self) -> None:
         self._deadline_timer = None
@@ -208,16 +188,6 @@ class ServerCall(Stream[Any, Any]):
         elif not self.started and not self.closed:
             # The request never completed: answer without starting the handler.
             self.connection.reject(self, Status.DEADLINE_EXCEEDED, "deadline exceeded")
-
-    def _wake_receiver(self) -> None:
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _wake_sender(self) -> None:
-        waiter = self._send_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def release(self) -> None:
         """Drop what the call holds; the connection forgets it once the stream is closed."""
@@ -291,7 +261,7 @@ class ServerCall(Stream[Any, Any]):
         if self.reply_encoding is not None:
             headers = [*headers, (b"grpc-encoding", self.reply_encoding.encode())]
         if sent:
-            headers = headers + _header_list(encode_metadata(sent))
+            headers = headers + header_list(encode_metadata(sent))
         self._send_headers(headers)
 
     def _send_headers(self, headers: list[Header]) -> None:
@@ -384,18 +354,14 @@ class ServerCall(Stream[Any, Any]):
                 status_details=status_details,
             )
         trailers_only = not self._send_initial_metadata_done
-        if status is Status.OK and not sent and not trailers_only:
-            headers = OK_TRAILERS
-        else:
-            headers = list(RESPONSE_HEADERS) if trailers_only else []
-            headers.append((b"grpc-status", STATUS_VALUES[status]))
-            if status_message is not None:
-                headers.append((b"grpc-message", encode_grpc_message(status_message).encode()))
-            if status_details is not None and self._status_details_codec is not None:
-                encoded = self._status_details_codec.encode(status, status_message, status_details)
-                headers.append((_STATUS_DETAILS_KEY.encode(), encode_bin_value(encoded)))
-            if sent:
-                headers += _header_list(encode_metadata(sent))
+        headers = trailers(
+            status,
+            status_message,
+            status_details,
+            self._status_details_codec,
+            sent,
+            trailers_only=trailers_only,
+        )
         self._check_open()
         try:
             self.connection.send_trailers(self, headers, trailers_only=trailers_only)
@@ -428,90 +394,3 @@ class ServerCall(Stream[Any, Any]):
         else:
             return None
         return True
-
-
-async def finish(
-    call: ServerCall, status: Status, message: str | None = None, details: Any = None
-) -> None:
-    """Send the trailers that end `call`, unless the stream is already done."""
-    if call._send_trailing_metadata_done or call._cancel_done or call.closed:
-        return
-    if (
-        status is Status.OK
-        and not call._cardinality.server_streaming
-        and not call._send_message_done
-    ):
-        log.error("%s returned without sending its one reply message", call._method_name)
-        status, message = Status.UNKNOWN, "Internal Server Error"
-    with contextlib.suppress(StreamTerminatedError):
-        await call.send_trailing_metadata(
-            status=status, status_message=message, status_details=details
-        )
-
-
-async def serve(call: ServerCall) -> None:
-    """The handler and the trailers its outcome calls for (the innermost link of the chain)."""
-    try:
-        func = call.handler_func
-        if "recv_request" in call._listening:
-            call.metadata, func = await call._dispatch.recv_request(
-                call.metadata,
-                func,
-                method_name=call._method_name,
-                deadline=call.deadline,
-                content_type=call.content_type,
-                user_agent=call.user_agent,
-                peer=call.peer,
-            )
-        await func(call)
-    except GRPCError as error:
-        await finish(call, error.status, error.message, error.details)
-    except StreamTerminatedError:
-        call.status = call.status or Status.CANCELLED  # the client went away: nobody to answer
-    except asyncio.CancelledError:
-        await ended_by_cancellation(call)
-    except Exception:
-        log.exception("%s failed", call._method_name)
-        await finish(call, Status.UNKNOWN, "Internal Server Error")
-    else:
-        await finish(call, Status.OK)
-
-
-async def ended_by_cancellation(call: ServerCall) -> None:
-    """Answer a call cancelled under its handler (deadline, shutdown), or note that the client
-    cancelled it; re-raise when the server itself is being torn down."""
-    if call.deadline_hit:
-        await finish(call, Status.DEADLINE_EXCEEDED, "deadline exceeded")
-    elif call.shutting_down:
-        await finish(call, Status.UNAVAILABLE, "the server is shutting down")
-    elif call.closed:
-        call.status = call.status or Status.CANCELLED
-    else:
-        raise asyncio.CancelledError
-
-
-async def run_call(call: ServerCall) -> None:
-    """Serve one call through the server's interceptors (greet.transport.interception); the
-    call is released however it ends."""
-    interceptors = call.connection.server.interceptors
-    try:
-        if not interceptors:
-            await serve(call)
-        else:
-            await guarded(call, run_chain(call, interceptors, serve, guarded))
-    finally:
-        call.release()
-
-
-async def guarded(call: ServerCall, step: Awaitable[None]) -> None:
-    """Await a step of the interceptor chain; what it raises becomes the call's status (an
-    interceptor's GRPCError as given, a failure UNKNOWN with its traceback logged)."""
-    try:
-        await step
-    except GRPCError as error:  # an interceptor refused the call
-        await finish(call, error.status, error.message, error.details)
-    except asyncio.CancelledError:
-        await ended_by_cancellation(call)
-    except Exception:
-        log.exception("an interceptor of %s failed", call._method_name)
-        await finish(call, Status.UNKNOWN, "Internal Server Error")
