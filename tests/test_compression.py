@@ -19,7 +19,9 @@ import pytest
 from raw_http2 import RawPeer, data, request_headers
 
 from greet.client import GreetClient
-from greet.testing import ServerProcess
+from greet.middleware import Proceed, ServerCall
+from greet.server import GreetServer, ServerConfig
+from greet.testing import ServerProcess, bound_socket
 from greet.transport import ChannelConfig
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
@@ -157,14 +159,47 @@ async def test_grpc_go_gzip_client_both_ways(server: ServerProcess, go_client_bi
 # -- greet's client ----------------------------------------------------------------------------
 
 
-async def test_greet_client_compresses_its_requests(server: ServerProcess) -> None:
-    transport = ChannelConfig(compression="gzip")
-    async with GreetClient(server.target, timeout=10, transport=transport) as client:
-        names = ["Ann", LONG]
-        reply = await client.say_hello_client_streaming(names)
-        assert reply.messages == [f"Hello {name}" for name in names]
-        echoed = [r.message async for r in client.say_hello_bidirectional_streaming(names)]
-        assert echoed == [f"Hello {name}" for name in names]
+class RequestEncodings:
+    """A server interceptor noting each call's grpc-encoding (how its client compressed)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+
+    async def intercept(self, call: ServerCall, proceed: Proceed) -> None:
+        self.seen.append((call.method.rsplit("/", 1)[1], call.encoding))
+        await proceed()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_greet_client_compresses_its_requests(encoding: str) -> None:
+    recorder = RequestEncodings()
+    server = GreetServer(ServerConfig(compression=encoding), interceptors=[recorder])
+    await server.start(sock=bound_socket())
+    try:
+        async with GreetClient(server.target, timeout=10, compression=encoding) as client:
+            names = ["Ann", LONG]
+            reply = await client.say_hello_client_streaming(names)
+            assert reply.messages == [f"Hello {name}" for name in names]
+            echoed = [r.message async for r in client.say_hello_bidirectional_streaming(names)]
+            assert echoed == [f"Hello {name}" for name in names]
+        async with GreetClient(server.target, timeout=10) as plain:
+            assert (await plain.say_hello()).message == "Hello"
+    finally:
+        await server.stop(grace=1)
+    assert recorder.seen == [
+        ("SayHelloClientStreaming", encoding),
+        ("SayHelloBidirectionalStreaming", encoding),
+        ("SayHello", None),
+    ]
+
+
+def test_greet_client_compression_is_checked() -> None:
+    with pytest.raises(ValueError, match="compression is one of deflate, gzip"):
+        GreetClient("127.0.0.1:1", compression="brotli")
+    with pytest.raises(ValueError, match="disagree"):
+        GreetClient(
+            "127.0.0.1:1", compression="gzip", transport=ChannelConfig(compression="deflate")
+        )
 
 
 # -- raw HTTP/2: what goes over the wire --------------------------------------------------------

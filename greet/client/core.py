@@ -17,6 +17,7 @@ import ssl as ssl_module
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -34,6 +35,7 @@ from greet.client.retry import RetryBudget, RetryPolicy
 from greet.client.service_config import ServiceConfig
 from greet.client.targets import Endpoint, parse_targets
 from greet.errors import MetadataValue
+from greet.messages import build
 from greet.transport.config import ChannelConfig
 from greet_service import (
     HelloRequest,
@@ -77,6 +79,8 @@ class GreetClient:
     (greet.client.interceptors), for example `greet.client.metrics.ClientMetrics(registry)`.
     `pool` tunes the connections per endpoint and the probing of failed ones; `transport` the
     HTTP/2 connections (engine, keepalive, handshake timeout: greet.transport.ChannelConfig);
+    `compression` ("gzip" or "deflate") compresses every request message (replies come back
+    compressed when the server is set to compress and the client accepts it: it accepts both);
     `resolve` replaces the DNS lookup of `dns:///` names. `served` counts successful calls per
     endpoint (`host:port`); `budget` is the live retry budget.
     """
@@ -97,6 +101,7 @@ class GreetClient:
         pool: PoolOptions | None = None,
         resolve: Resolve = resolve_dns,
         transport: ChannelConfig | None = None,
+        compression: str | None = None,
     ) -> None:
         primaries = parse_targets(targets)
         if not primaries:
@@ -115,7 +120,7 @@ class GreetClient:
             ssl=ssl,
             options=pool,
             resolve=resolve,
-            channel_config=transport,
+            channel_config=with_compression(transport, compression),
         )
         self._runner = AttemptRunner(
             self.pool,
@@ -160,14 +165,14 @@ class GreetClient:
     async def say_hello(self, *, timeout: float | None = None) -> HelloResponse:
         """SayHello: the plain greeting ("Hello")."""
         call = self._call(SAY_HELLO, timeout)
-        body: Body[NoParam, HelloResponse] = unary(NoParam())
+        body: Body[NoParam, HelloResponse] = unary(build(NoParam))
         return await single(self._runner.run(call, body))
 
     async def say_hello_server_streaming(
         self, names: NamesList | Iterable[str], *, timeout: float | None = None
     ) -> AsyncIterator[HelloResponse]:
         """SayHelloServerStreaming: one greeting per name, streamed back in order."""
-        request = names if isinstance(names, NamesList) else NamesList(names=list(names))
+        request = names if isinstance(names, NamesList) else build(NamesList, names=list(names))
         call = self._call(SERVER_STREAMING, timeout)
         body: Body[NamesList, HelloResponse] = server_streaming(request)
         async with aclosing(self._runner.run(call, body)) as replies:
@@ -193,6 +198,16 @@ class GreetClient:
         async with aclosing(self._runner.run(call, body, replay)) as replies:
             async for reply in replies:
                 yield reply
+
+
+def with_compression(transport: ChannelConfig | None, compression: str | None) -> ChannelConfig:
+    """The connection settings, with the request compression `compression` names."""
+    transport = transport or ChannelConfig()
+    if compression is None:
+        return transport
+    if transport.compression not in (None, compression):
+        raise ValueError("compression= and transport.compression disagree: give one of them")
+    return replace(transport, compression=compression)
 
 
 def client_service_config(

@@ -22,6 +22,7 @@ from collections.abc import (
 )
 from typing import TypeAlias
 
+from greet.messages import build
 from greet_service import HelloRequest
 
 __all__ = ["NameOrRequest", "ReplayableRequests", "Requests", "as_request"]
@@ -31,7 +32,7 @@ Requests: TypeAlias = "Iterable[str | HelloRequest] | AsyncIterable[str | HelloR
 
 
 def as_request(item: str | HelloRequest) -> HelloRequest:
-    return HelloRequest(name=item) if isinstance(item, str) else item
+    return build(HelloRequest, name=item) if isinstance(item, str) else item
 
 
 class ReplayableRequests:
