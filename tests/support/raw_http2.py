@@ -163,8 +163,9 @@ class RawPeer:
         end_stream: bool = False,
         chunk: int = 16384,
     ) -> bytes:
-        """A HEADERS frame (and CONTINUATION frames for a block over `chunk` bytes)."""
-        block = self.encoder.encode(list(headers))
+        """A HEADERS frame (and CONTINUATION frames for a block over `chunk` bytes). Values go
+        without Huffman coding: legal HPACK, and pure-Python Huffman takes seconds a megabyte."""
+        block = self.encoder.encode(list(headers), huffman=False)
         parts = [block[i : i + chunk] for i in range(0, len(block), chunk)] or [b""]
         first = HeadersFrame(stream_id)
         first.data = parts[0]
@@ -220,11 +221,16 @@ class RawPeer:
                 return None
             self.buffer += chunk
 
-    async def frames_until_closed(self, timeout: float = 20.0) -> list[Frame]:
-        """Every frame until the server closes the connection (fails on a timeout)."""
+    async def frames_until_closed(
+        self, timeout: float = 20.0, *, answer_pings: bool = True
+    ) -> list[Frame]:
+        """Every frame until the server closes the connection (fails on a timeout); PINGs are
+        answered (as any client's HTTP/2 stack answers them) unless `answer_pings` is False."""
         frames = []
         while (frame := await self.next_frame(timeout)) is not None:
             frames.append(frame)
+            if answer_pings and isinstance(frame, PingFrame) and "ACK" not in frame.flags:
+                self.write(PingFrame(0, opaque_data=frame.opaque_data, flags=["ACK"]).serialize())
         return frames
 
     async def wait_goaway(self, timeout: float = 20.0) -> GoAwayFrame:
