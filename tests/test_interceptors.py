@@ -30,7 +30,7 @@ CLIENT_STREAM = SERVICE + "SayHelloClientStreaming"
 BIDI = SERVICE + "SayHelloBidirectionalStreaming"
 WORK_DELAY = 0.02
 TOKEN = "interceptor-token-9a7b3c"
-README = Path(__file__).resolve().parent.parent / "README.md"
+MIDDLEWARE_DOC = Path(__file__).resolve().parent.parent / "docs" / "middleware.md"
 
 
 @dataclass(frozen=True)
@@ -490,16 +490,16 @@ async def test_the_rate_limit_example_refuses_calls_over_the_limit() -> None:
     assert "Traceback" not in "\n".join(server.log_lines)
 
 
-def readme_interceptor_example() -> str:
-    readme = README.read_text()
-    section = readme.split("\n## Interceptors\n")[1].split("\n## ")[0]
+def documented_interceptor_example() -> str:
+    doc = MIDDLEWARE_DOC.read_text()
+    section = doc.split("\n## Example: refuse a call by its metadata\n")[1].split("\n## ")[0]
     return section.split("```python\n")[1].split("```")[0]
 
 
-async def test_the_readme_interceptor_example_works_as_written() -> None:
-    code = readme_interceptor_example()
+async def test_the_documented_interceptor_example_works_as_written() -> None:
+    code = documented_interceptor_example()
     namespace: dict[str, object] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/middleware.md", "exec"), namespace)
     server = namespace["server"]
     assert isinstance(server, GreetServer)
     await server.start(sock=bound_socket())

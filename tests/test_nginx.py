@@ -1,5 +1,6 @@
 """deploy/nginx: three replicas behind a real nginx (Debian's nginx-light), failover included,
-and the README's steps, run as written, starting nginx as a daemon that logs to files.
+and the steps of docs/deployment.md, run as written, starting nginx as a daemon that logs to
+files.
 
 nginx's port is reserved without a port-0-then-reuse race: the test binds a socket with
 SO_REUSEPORT to port 0 and keeps it (bound, never listening) for the whole test; nginx, whose
@@ -31,6 +32,7 @@ from greet_service import GreetServiceStub, NoParam
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "greet.conf.template"
+DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 NGINX_STARTED = re.compile(r"start worker process \d+")
 
 MAIN_CONF = """\
@@ -198,7 +200,7 @@ async def run_scenario(target: str, replicas: list[ServerProcess], nginx: NginxP
     assert caught.value.message == "no greet replica available"
 
 
-# --- the README's steps -----------------------------------------------------------------------
+# --- the documented steps (docs/deployment.md) ----------------------------------------------------
 
 DEBIAN_LIKE_CONF = """\
 worker_processes 1;
@@ -218,9 +220,9 @@ http {{
 
 
 def readme_nginx_steps() -> str:
-    """The shell steps of the README's nginx section, without the greet commands around them."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Replicas behind nginx", 1)[1].split("\n### ", 1)[0]
+    """The shell steps of the documented nginx section, without the greet commands around them."""
+    doc = DEPLOYMENT_DOC.read_text()
+    section = doc.split("\n## Replicas behind nginx\n", 1)[1].split("\n## ", 1)[0]
     lines = section.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("    "))
     block: list[str] = []
@@ -240,7 +242,7 @@ def nginx_wrapper(tmp: Path, nginx: str) -> str:
 
 
 def scratch_steps(steps: str, tmp: Path, listen: str, replicas: str) -> str:
-    """The README's steps with nginx's paths moved under `tmp` and the test's own addresses."""
+    """The documented steps with nginx's paths moved under `tmp` and the test's own addresses."""
     assert steps.count("127.0.0.1:8080") == 1, steps  # GREET_NGINX_LISTEN
     steps = steps.replace("127.0.0.1:8080", listen)
     steps, count = re.subn(r"GREET_REPLICAS='[^']*'", f"GREET_REPLICAS='{replicas}'", steps)
@@ -303,7 +305,7 @@ async def test_the_readme_steps_start_nginx_as_a_daemon_that_logs_to_files(
         )
         try:
             status, output = await run_bash(script, tmp_path / "steps.out")
-            assert status == 0, f"the README's nginx steps failed:\n{script}\n{output}"
+            assert status == 0, f"the documented nginx steps failed:\n{script}\n{output}"
             assert "test is successful" in output  # `nginx -t` passed on the documented config
             pid_file = tmp_path / "run" / "nginx.pid"
             await wait_until(pid_file.exists, "the daemon's pid file")  # written after the fork
@@ -312,7 +314,7 @@ async def test_the_readme_steps_start_nginx_as_a_daemon_that_logs_to_files(
                 assert (await client.say_hello()).message == "Hello"
             # The same steps again, with nginx running: a reload, not a second nginx.
             status, output = await run_bash(script, tmp_path / "again.out")
-            assert status == 0, f"the README's nginx steps failed the second time:\n{output}"
+            assert status == 0, f"the documented nginx steps failed the second time:\n{output}"
             assert read_text(pid_file) == master
             async with GreetClient(listen, timeout=30) as client:
                 assert (await client.say_hello()).message == "Hello"
