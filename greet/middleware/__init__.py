@@ -18,10 +18,10 @@ finishes after, all the others. Inside `intercept` it may
   it, `call.status` (the status the trailers carried), `call.status_message`, `call.elapsed`
   (seconds since the request headers), `call.messages_received` and `call.messages_sent` are
   the call's outcome: the one observer of a call that metrics, logs and tracing all read.
-  `proceed()` returns however the handler ended (its error is already the call's status); it
-  raises when the call is cancelled under it (CancelledError) and when an interceptor after
-  this one refused the call or failed; `final_status(call, raised)` tells the status in every
-  case, and `CallObserver` is a base class that does that bookkeeping for watchers.
+  `proceed()` returns however the handler or an inner interceptor ended (a refusal, a failure,
+  a reset, the deadline, a drain: it is already the call's status); it raises CancelledError
+  only when the server itself is torn down under the call. `final_status(call, raised)` tells
+  the status in every case, and `CallObserver` is a base class that does that bookkeeping.
 
     class Deny:
         async def intercept(self, call: ServerCall, proceed: Proceed) -> None:

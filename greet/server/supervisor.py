@@ -21,7 +21,7 @@ hashes each new connection to one of the listening sockets, so connections (and 
 calls on them) spread evenly over the workers, and a dead worker's socket leaves the group, so no
 connection waits in the queue of a process that is gone. With one shared socket every worker's
 event loop is woken for each connection and whichever accepts first wins, which piles connections
-onto some workers (measured in PERF_NOTES: two SO_REUSEPORT workers give about 1.7x one).
+onto some workers (measured: two SO_REUSEPORT workers give about 1.7x one; benchmarks/RESULTS.md).
 The kernel only balances between sockets of the same user; on macOS SO_REUSEPORT does not
 balance at all.
 

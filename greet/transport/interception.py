@@ -16,9 +16,9 @@ of the chain, as grpc-go's `ChainUnaryInterceptor`/`ChainStreamInterceptor` and 
   and tracing all read.
 
 `proceed()` runs the rest of the chain, the handler and its trailers, and returns normally
-however the handler ended (its error is already the call's status); it raises only
-CancelledError, when the call is cancelled under it (reset, deadline or shutdown), after which
-`call.status` says which (CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE).
+however they ended - an error, an inner interceptor's refusal or failure, a reset by the client
+(CANCELLED), the deadline (DEADLINE_EXCEEDED), a drain's end (UNAVAILABLE): it is already the
+call's status. It raises CancelledError only when the server itself is torn down under the call.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def run_chain(
 ) -> Awaitable[None]:
     """The chain from `interceptors[index]` on, ending in `innermost(call)`. Each `proceed()`
     runs the rest under `guard`, which turns what an inner interceptor raised into the call's
-    status, so that `proceed()` returns with `call.status` set (or raises CancelledError)."""
+    status, so that `proceed()` returns with `call.status` set (see the module docstring)."""
     if index == len(interceptors):
         return innermost(call)
 
