@@ -27,7 +27,7 @@ from greet.transport import (
     default_engine_name,
 )
 
-__all__ = ["GreetServer", "format_address"]
+__all__ = ["GreetServer"]
 
 log = logging.getLogger("greet.server")
 

@@ -32,6 +32,7 @@ from grpclib.const import Status
 from grpclib.metadata import encode_grpc_message
 from grpclib.protocol import Peer
 
+from greet.addresses import format_peer
 from greet.transport.compression import ACCEPT_ENCODING
 from greet.transport.eager import start_call
 from greet.transport.engine import (
@@ -329,10 +330,7 @@ class ServerConnection(asyncio.Protocol):
     def peer_name(self) -> str:
         transport = self._transport
         address = transport.get_extra_info("peername") if transport is not None else None
-        if isinstance(address, tuple) and len(address) >= 2:
-            host, port = address[0], address[1]
-            return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-        return "unknown peer"
+        return format_peer(address, unknown="unknown peer")
 
     # -- lifecycle (greet.transport.lifecycle.Lifecycle) ------------------------------------
 
