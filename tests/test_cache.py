@@ -8,10 +8,10 @@ from collections.abc import Awaitable
 
 import pytest
 
-from greet.cache import CachedGreeter
 from greet.client import GreetClient
 from greet.greeting import greeting_for
 from greet.server import GreetServer, ServerConfig
+from greet.server.cache import CachedGreeter
 from greet.testing import bound_socket, wait_until
 
 
