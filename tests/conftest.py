@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from go_interop import GoBinaries, build_go_binaries
+from loopback import StartServer, bound_socket
 
 from greet.client import GreetClient
 from greet.server import GreetServer, ServerConfig
-from greet.testing import StartServer, bound_socket
 
 
 @pytest.fixture

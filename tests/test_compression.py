@@ -17,9 +17,9 @@ from typing import Any
 import grpc
 import pytest
 from raw_http2 import RawPeer, data, request_headers
+from server_process import ServerProcess
 
 from greet.client import GreetClient
-from greet.testing import ServerProcess
 from greet.transport import ChannelConfig
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
