@@ -1,13 +1,15 @@
-"""Shared fixtures: servers on real loopback sockets, bound before they are handed over."""
+"""Shared fixtures: servers on real loopback sockets, bound before they are handed over; and the
+one place that marks every test `unit`, `integration` or `interop` (by tests/support/kinds.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 from go_interop import GoBinaries, build_go_binaries
+from kinds import kind_of_test, refused_network
 from loopback import StartServer, bound_socket
 
 from greet.client import GreetClient
@@ -54,3 +56,31 @@ def go_binaries(tmp_path_factory: pytest.TempPathFactory) -> GoBinaries:
 @pytest.fixture
 def go_client_binary(go_binaries: GoBinaries) -> Path:
     return go_binaries.client
+
+
+# --- Markers: unit, integration, interop (tests/support/kinds.py) ---------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test unit, integration or interop by what it uses (see tests/support/kinds.py);
+    here and nowhere else."""
+    for item in items:
+        if isinstance(item, pytest.Function):
+            item.add_marker(kind_of_test(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """A unit test's fixtures too, module- and session-scoped ones included, open nothing."""
+    if item.get_closest_marker("unit") is None:
+        return (yield)
+    with refused_network(item.nodeid):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("unit") is None:
+        return (yield)
+    with refused_network(item.nodeid):
+        return (yield)
