@@ -15,9 +15,7 @@ from greet.messages.plans import (
     _object_new,
 )
 
-_plans: Final = plans._plans
-"""Class -> plan (greet.messages.plans), bound by assignment: CPython compiles `_plans.get(...)`
-on a name imported as such as an attribute load and call, not the cheaper method call."""
+_plans: Final = plans._plans  # assigned, not imported by name: see plans._plans
 
 __all__ = ["build"]
 

@@ -40,9 +40,7 @@ from greet.messages.wire import (
     _read_varint,
 )
 
-_plans: Final = plans._plans
-"""Class -> plan (greet.messages.plans), bound by assignment: CPython compiles `_plans.get(...)`
-on a name imported as such as an attribute load and call, not the cheaper method call."""
+_plans: Final = plans._plans  # assigned, not imported by name: see plans._plans
 
 __all__ = ["decode"]
 

@@ -130,7 +130,10 @@ class _Plan:
 _NOT_COMPILED: Final[Any] = object()
 _plans: dict[type, _Plan | None] = {}
 """Class -> its plan, or None when it is not simple. Classes are kept alive (generated message
-classes live as long as the process anyway)."""
+classes live as long as the process anyway). The modules that read it bind it by assignment
+(`_plans = plans._plans`), not with `from greet.messages.plans import _plans`: CPython compiles
+`_plans.get(...)` on a name imported as such as an attribute load and a call, which costs more
+per call than the method call it makes of it otherwise."""
 
 
 def is_simple(cls: type) -> bool:
