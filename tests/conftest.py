@@ -4,7 +4,7 @@ one place that marks every test `unit`, `integration` or `interop` (by tests/sup
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 
 import pytest
@@ -69,18 +69,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(kind_of_test(item))
 
 
+def unit_guard(item: pytest.Item) -> AbstractContextManager[None]:
+    unit = item.get_closest_marker("unit") is not None
+    return refused_network(item.nodeid) if unit else nullcontext()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     """A unit test's fixtures too, module- and session-scoped ones included, open nothing."""
-    if item.get_closest_marker("unit") is None:
-        return (yield)
-    with refused_network(item.nodeid):
+    with unit_guard(item):
         return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    if item.get_closest_marker("unit") is None:
-        return (yield)
-    with refused_network(item.nodeid):
+    with unit_guard(item):
         return (yield)
