@@ -31,9 +31,7 @@ from greet_service import (
     NoParam,
 )
 
-__all__ = ["SERVICE_NAME", "GreetService"]
-
-SERVICE_NAME = "greet_service.GreetService"
+__all__ = ["GreetService"]
 
 
 @contextmanager

@@ -20,6 +20,8 @@ import re
 import ssl
 from pathlib import Path
 
+from greet.addresses import bare_host
+
 __all__ = [
     "ALL_INTERFACES",
     "TLSFileError",
@@ -32,7 +34,8 @@ ALPN_PROTOCOLS = ["h2"]
 H2_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
 """TLS 1.2 ciphers HTTP/2 allows (TLS 1.3 suites are all allowed and set separately)."""
 
-ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "[::]"})
+ALL_INTERFACES = frozenset({"", "0.0.0.0", "::"})
+"""Hosts that mean every interface (IPv6 ones bracketed or not, see `bare_host`)."""
 
 ROLES = {
     "cert": "certificate chain",
@@ -178,7 +181,7 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(bare_host(host)).is_loopback
     except ValueError:
         return False
 
@@ -190,7 +193,8 @@ def exposure_warning(host: str, *, tls: bool, auth: bool = False) -> str | None:
     """
     if tls or is_loopback(host):
         return None
-    where = "all interfaces" if host in ALL_INTERFACES else f"non-loopback address {host!r}"
+    everywhere = bare_host(host) in ALL_INTERFACES
+    where = "all interfaces" if everywhere else f"non-loopback address {host!r}"
     warning = f"listening on {where} without TLS: anyone who can reach the port can read the calls"
     if auth:
         warning += ", bearer tokens included"

@@ -1,17 +1,19 @@
-"""Shared fixtures: servers on real loopback sockets, bound before they are handed over."""
+"""Shared fixtures: servers on real loopback sockets, bound before they are handed over; and the
+one place that marks every test `unit`, `integration` or `interop` (by tests/support/kinds.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 
 import pytest
 from go_interop import GoBinaries, build_go_binaries
+from kinds import kind_of_test, refused_network
+from loopback import StartServer, bound_socket
 
 from greet.client import GreetClient
 from greet.server import GreetServer, ServerConfig
-from greet.testing import StartServer, bound_socket
 
 
 @pytest.fixture
@@ -54,3 +56,32 @@ def go_binaries(tmp_path_factory: pytest.TempPathFactory) -> GoBinaries:
 @pytest.fixture
 def go_client_binary(go_binaries: GoBinaries) -> Path:
     return go_binaries.client
+
+
+# --- Markers: unit, integration, interop (tests/support/kinds.py) ---------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test unit, integration or interop by what it uses (see tests/support/kinds.py);
+    here and nowhere else."""
+    for item in items:
+        if isinstance(item, pytest.Function):
+            item.add_marker(kind_of_test(item))
+
+
+def unit_guard(item: pytest.Item) -> AbstractContextManager[None]:
+    unit = item.get_closest_marker("unit") is not None
+    return refused_network(item.nodeid) if unit else nullcontext()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """A unit test's fixtures too, module- and session-scoped ones included, open nothing."""
+    with unit_guard(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with unit_guard(item):
+        return (yield)

@@ -15,11 +15,11 @@ from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest, ServerReflectionResponse
+from server_process import ServerProcess
 
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.middleware.auth import TokenSet, parse_tokens
-from greet.testing import ServerProcess
 from greet_service import HelloRequest, HelloResponse
 
 ALICE = "alice-token-0d9f7c1e5b"

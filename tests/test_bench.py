@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from greet.testing import ServerProcess, bound_socket, run_client_cli
+from loopback import bound_socket
+from server_process import ServerProcess, run_client_cli
 
 JSON_KEYS = ["ok", "failed", "rps", "latency_ms", "errors", "by_target"]
 """The documented fields of `--json` (DESIGN.md); they stay first, others are added after."""

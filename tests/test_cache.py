@@ -7,12 +7,13 @@ from collections import Counter
 from collections.abc import Awaitable
 
 import pytest
+from loopback import bound_socket
+from waiting import wait_until
 
-from greet.cache import CachedGreeter
 from greet.client import GreetClient
 from greet.greeting import greeting_for
 from greet.server import GreetServer, ServerConfig
-from greet.testing import bound_socket, wait_until
+from greet.server.cache import CachedGreeter
 
 
 class CountingGreeter:

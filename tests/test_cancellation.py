@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from grpclib.const import Status
+from loopback import bound_socket
 
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.greeting import greeting_for
 from greet.server import GreetServer, ServerConfig
-from greet.testing import bound_socket
 from greet_service import HelloRequest, HelloResponse, NamesList
 
 

@@ -10,8 +10,8 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 
 import pytest
-
-from greet.testing import ServerProcess, bound_socket, run_client_cli
+from loopback import bound_socket
+from server_process import ServerProcess, run_client_cli
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 from grpclib.events import RecvRequest, listen
+from loopback import StartServer, bound_socket
 
 from greet.client import Endpoint, GreetClient, PoolOptions, RetryPolicy, RpcError
 from greet.server import GreetServer, ServerConfig
-from greet.testing import StartServer, bound_socket
 
 FAST_PROBES = PoolOptions(reconnect_initial_backoff=0.02, reconnect_max_backoff=0.1)
 

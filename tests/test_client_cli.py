@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-
-from greet.testing import ServerProcess, bound_socket, run_client_cli
+from loopback import bound_socket
+from server_process import ServerProcess, run_client_cli
 
 
 async def test_several_targets_with_a_dead_one(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 import pytest
 from flaky_service import Flaky, GrpclibServers
 from grpclib.const import Status
+from loopback import StartServer, bound_socket
 
 from greet.client import ClientAttempt, ClientCall, GreetClient, Proceed, RetryPolicy, RpcError
-from greet.testing import StartServer, bound_socket
 from greet_service import (
     MessagesList,
 )

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from grpclib.const import Status
+from loopback import StartServer, bound_socket
 from prometheus_client import CollectorRegistry, generate_latest
 
 from greet.client import ClientMetrics, GreetClient, RetryPolicy, RpcError
 from greet.client.metrics import GRPC_CODE_NAMES
 from greet.greeting import Limits
-from greet.testing import StartServer, bound_socket
 
 SERVICE = "greet_service.GreetService"
 GOCODE = Path(os.environ.get("GREET_GOCODE", "/usr/share/gocode"))

@@ -15,9 +15,9 @@ import pytest
 from flaky_service import Flaky, GrpclibServers
 from grpclib.const import Status
 from grpclib.events import RecvRequest
+from loopback import bound_socket
 
 from greet.client import GreetClient, RetryPolicy, RetryThrottling, RpcError
-from greet.testing import bound_socket
 from greet_service import HelloRequest
 
 QUICK = RetryPolicy(initial_backoff=0.001, max_backoff=0.002)

@@ -21,6 +21,7 @@ import pytest
 from flaky_service import Flaky, GrpclibServers
 from grpclib.const import Status
 from hyperframe.frame import GoAwayFrame, SettingsFrame
+from loopback import StartServer, bound_socket
 from raw_http2 import PREFACE, rst, settings
 
 from greet.client import (
@@ -33,7 +34,6 @@ from greet.client import (
 )
 from greet.greeting import greeting_for
 from greet.server import GreetServer, ServerConfig
-from greet.testing import StartServer, bound_socket
 
 KINDS = ["unary", "server_stream", "client_stream", "bidi"]
 GREETING_KINDS = ["server_stream", "client_stream", "bidi"]  # SayHello does no greeting work

@@ -24,8 +24,8 @@ import betterproto
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from server_process import ServerProcess
 
-from greet.testing import ServerProcess
 from greet.transport.decoding import rust_codec_active
 from greet_service import GreetServiceStub, HelloRequest, NamesList, NoParam
 

@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 import pytest
 from raw_http2 import RawPeer, data, request_headers
+from server_process import ServerProcess
 
 from greet.client import GreetClient
 from greet.middleware import Proceed, ServerCall
 from greet.server import GreetServer, ServerConfig
-from greet.testing import ServerProcess, bound_socket
 from greet.transport import ChannelConfig
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
@@ -173,9 +173,8 @@ class RequestEncodings:
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_greet_client_compresses_its_requests(encoding: str) -> None:
     recorder = RequestEncodings()
-    server = GreetServer(ServerConfig(compression=encoding), interceptors=[recorder])
-    await server.start(sock=bound_socket())
-    try:
+    config = ServerConfig(port=0, compression=encoding)
+    async with GreetServer(config, interceptors=[recorder]) as server:
         async with GreetClient(server.target, timeout=10, compression=encoding) as client:
             names = ["Ann", LONG]
             reply = await client.say_hello_client_streaming(names)
@@ -184,8 +183,6 @@ async def test_greet_client_compresses_its_requests(encoding: str) -> None:
             assert echoed == [f"Hello {name}" for name in names]
         async with GreetClient(server.target, timeout=10) as plain:
             assert (await plain.say_hello()).message == "Hello"
-    finally:
-        await server.stop(grace=1)
     assert recorder.seen == [
         ("SayHelloClientStreaming", encoding),
         ("SayHelloBidirectionalStreaming", encoding),

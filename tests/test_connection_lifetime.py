@@ -17,10 +17,11 @@ import pytest
 import trustme
 from grpcio_calls import say_hello as grpcio_say_hello
 from hyperframe.frame import GoAwayFrame, PingFrame
+from loopback import bound_socket
 from raw_http2 import RawPeer, settings
+from server_process import ServerProcess
 
 from greet.client import GreetClient, RpcError
-from greet.testing import ServerProcess, bound_socket
 from greet.transport import ChannelConfig, ClientKeepalive
 from greet_service import NoParam
 

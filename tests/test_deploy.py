@@ -25,10 +25,10 @@ import kubernetes_validate
 import pytest
 import yaml
 from constraints_lock import dependencies_digest, lock_problems, pinned_versions, render
+from server_process import ServerProcess
 
 from greet.client import GreetClient
 from greet.server.config import build_parser, env_name, parse_config
-from greet.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"

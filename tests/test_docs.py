@@ -22,10 +22,11 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from loopback import StartServer
+from server_process import run_client_cli
 
 from greet.greeting import Limits
 from greet.server import GreetServer
-from greet.testing import StartServer, run_client_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from grpclib.const import Status
+from loopback import StartServer
 
 from greet.client import GreetClient, RpcError
 from greet.server import GreetServer
-from greet.testing import StartServer
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList
 
 NAMES = ["Akhil", "Alice", "Bob"]

@@ -24,13 +24,13 @@ from grpc_status import rpc_status
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
+from loopback import StartServer
 
 from greet.client import GreetClient
 from greet.error_details import ERROR_DOMAIN
 from greet.errors import RpcError
 from greet.greeting import NAME_TOO_LONG, TOO_MANY_MESSAGES, TOO_MANY_NAMES, Limits
 from greet.server import GreetServer
-from greet.testing import StartServer
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from greet.testing import ServerProcess
+from server_process import ServerProcess
 
 PROGRESS = re.compile(r"^progress .* failed=(\d+) ")
 

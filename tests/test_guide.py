@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from greet.testing import ServerProcess
+from server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "guide-add-an-rpc.md"

@@ -15,9 +15,10 @@ import pytest
 from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from loopback import StartServer
+from server_process import ServerProcess
 
 from greet.server import GreetServer
-from greet.testing import ServerProcess, StartServer
 
 SERVICES = ["", "greet_service.GreetService"]
 CHECK = "/grpc.health.v1.Health/Check"

@@ -28,11 +28,13 @@ from h2.events import (
     StreamReset,
     TrailersReceived,
 )
+from loopback import StartServer, bound_socket
+from server_process import ServerProcess
+from waiting import wait_until
 
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.server import GreetServer, ServerConfig
-from greet.testing import ServerProcess, StartServer, bound_socket, wait_until
 from greet.transport.decoding import StrictProtoCodec, rust_codec_active
 
 SERVICE = "/greet_service.GreetService/"

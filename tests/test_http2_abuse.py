@@ -29,8 +29,9 @@ from raw_http2 import (
     unknown_frame,
     window_update,
 )
+from server_process import ServerProcess
+from waiting import wait_until
 
-from greet.testing import ServerProcess, wait_until
 from greet_service import HelloResponse, NamesList, NoParam
 
 ENHANCE_YOUR_CALM = 0xB

@@ -13,14 +13,16 @@ import grpc
 import pytest
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
+from loopback import bound_socket
 from raw_http2 import RawPeer
+from server_process import ServerProcess
+from waiting import wait_until
 
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.greeting import Limits, greeting_for
 from greet.middleware import CallObserver, Interceptor, Proceed, ServerCall
 from greet.server import GreetServer, ServerConfig
-from greet.testing import ServerProcess, bound_socket, wait_until
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from go_interop import GoBinaries
 from prometheus_client.parser import text_string_to_metric_families
+from server_process import ServerProcess
 
 from greet.client import GreetClient
-from greet.testing import ServerProcess
 
 NAMES = ["Akhil", "Alice", "Bob"]
 UNUSUAL_NAMES = ["Zoë", "Ærøskøbing", "世界", "Привет", "👋🏽", "a b\tc", "", 'q"uote\\']

@@ -17,10 +17,10 @@ import betterproto
 import grpc
 import pytest
 from grpclib.events import RecvRequest, listen
+from loopback import StartServer
 
 from greet.greeting import Limits
 from greet.server import GreetServer
-from greet.testing import StartServer
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"

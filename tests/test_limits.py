@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from grpclib.const import Status
+from server_process import ServerProcess
 
 from greet.client import GreetClient
 from greet.errors import RpcError
-from greet.testing import ServerProcess
 
 LIMIT_FLAGS = ["--max-name-chars", "5", "--max-names", "3", "--max-stream-messages", "4"]
 

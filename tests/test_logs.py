@@ -13,8 +13,8 @@ import pytest
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from server_process import ServerProcess
 
-from greet.testing import ServerProcess
 from greet_service import GreetServiceStub, NamesList, NoParam
 
 SAY_HELLO = "/greet_service.GreetService/SayHello"

@@ -24,10 +24,11 @@ import pytest
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from server_process import ServerProcess
+from waiting import wait_until
 
 from greet.client import GreetClient
 from greet.server.supervisor import port_sharing_socket
-from greet.testing import ServerProcess, wait_until
 from greet_service import GreetServiceStub, NoParam
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,11 +17,11 @@ from typing import TypeAlias
 import grpc
 import pytest
 import trustme
+from server_process import ServerProcess
 
 from greet.client import GreetClient
 from greet.server.config import DEFAULT_HOST, DEFAULT_PORT, parse_config
 from greet.server.supervisor import MAX_WORKERS_PER_CPU
-from greet.testing import ServerProcess
 from greet_service import HelloRequest, HelloResponse
 
 

@@ -10,11 +10,11 @@ from google.rpc.error_details_pb2 import BadRequest, ErrorInfo
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
+from loopback import StartServer
 
 from greet.client import GreetClient
 from greet.greeting import NAME_TOO_LONG, Limits
 from greet.service import GreetService
-from greet.testing import StartServer
 from greet_service import (
     GreetServiceStub,
     HelloRequest,

@@ -18,10 +18,12 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, RemoteSettingsChanged
+from loopback import bound_socket
+from server_process import ServerProcess
+from waiting import wait_until
 
 from greet.client import GreetClient
 from greet.server import GreetServer, ServerConfig
-from greet.testing import ServerProcess, bound_socket, wait_until
 from greet.transport import Channel
 from greet_service import (
     GreetServiceStub,

@@ -14,11 +14,12 @@ from pathlib import Path
 import grpc
 import pytest
 import trustme
+from loopback import StartServer
+from server_process import ServerProcess
 
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.server import GreetServer
-from greet.testing import ServerProcess, StartServer
 from greet.tls import client_ssl_context
 from greet_service import HelloResponse, NoParam
 

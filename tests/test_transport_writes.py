@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
+from loopback import bound_socket
 
 from greet.client import GreetClient
 from greet.service import GreetService
-from greet.testing import bound_socket
 from greet.transport import TransportConfig, TransportServer
 from greet.transport.server_connection import ServerConnection
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import grpc
 import pytest
 from grpclib.client import Channel
+from server_process import ServerProcess
 
 from greet.client import GreetClient
 from greet.server.config import ServerConfig
 from greet.server.supervisor import worker_count
-from greet.testing import ServerProcess
 from greet_service import GreetServiceStub, HelloRequest, MessagesList, NoParam
 
 WORKER_READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from greet.addresses import format_address, parse_address
+
 __all__ = [
     "DNS_SCHEME",
     "DnsName",
@@ -27,7 +29,7 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_address(self.host, self.port)
 
 
 @dataclass(frozen=True, order=True)
@@ -46,19 +48,11 @@ Target: TypeAlias = "Endpoint | DnsName"
 
 def parse_target(target: str) -> Endpoint:
     """`host:port` or `[v6]:port` -> Endpoint; ValueError on anything else."""
-    text = target.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"bad target {target!r}: expected [host]:port")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or ":" in host:
-            raise ValueError(f"bad target {target!r}: expected host:port")
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"bad target {target!r}: expected host:port with a port 1-65535")
-    return Endpoint(host, int(port_text))
+    try:
+        host, port = parse_address(target.strip())
+    except ValueError as error:
+        raise ValueError(f"bad target {target!r}: {error}") from None
+    return Endpoint(host, port)
 
 
 def parse_target_spec(target: str) -> Target:

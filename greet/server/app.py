@@ -10,13 +10,13 @@ from types import TracebackType
 from typing import cast
 
 from greet.addresses import format_address
-from greet.cache import CachedGreeter
 from greet.greeting import Greeter, WorkingGreeter
-from greet.health import GreetHealth, ServingSwitch
 from greet.middleware import AccessLog, BearerTokenAuth, Interceptor, TokenFile
-from greet.reflection import with_reflection
+from greet.server.cache import CachedGreeter
 from greet.server.config import ServerConfig
+from greet.server.health import GreetHealth, ServingSwitch
 from greet.server.metrics import ServingMetrics, metrics_wanted
+from greet.server.reflection import with_reflection
 from greet.service import GreetService
 from greet.tls import server_ssl_context
 from greet.transport import (
@@ -27,7 +27,7 @@ from greet.transport import (
     default_engine_name,
 )
 
-__all__ = ["GreetServer", "format_address"]
+__all__ = ["GreetServer"]
 
 log = logging.getLogger("greet.server")
 

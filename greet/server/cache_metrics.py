@@ -6,9 +6,9 @@
     greet_cache_evictions_total    greetings evicted to stay within --cache-size
     greet_cache_expirations_total  greetings dropped after --cache-ttl
 
-The cache (greet.cache.CachedGreeter) keeps plain running totals, which cost nothing on its hot
-path; `sync()` adds what it counted since the last sync to the exported counters, before each
-scrape (or every second in a worker process, see greet.server.metrics).
+The cache (greet.server.cache.CachedGreeter) keeps plain running totals, which cost nothing on
+its hot path; `sync()` adds what it counted since the last sync to the exported counters, before
+each scrape (or every second in a worker process, see greet.server.metrics).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ __all__ = ["CACHE_COUNTERS", "CacheCounters", "CacheMetrics"]
 
 
 class CacheCounters(Protocol):
-    """What metrics read from a cache (greet.cache.CachedGreeter): running totals."""
+    """What metrics read from a cache (greet.server.cache.CachedGreeter): running totals."""
 
     hits: int
     misses: int

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from greet.addresses import format_address
-from greet.listen import dual_stack_socket
+from greet.server.listen import dual_stack_socket
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

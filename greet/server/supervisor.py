@@ -45,7 +45,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeAlias
 
-from greet.server.app import GreetServer, format_address
+from greet.addresses import format_address
+from greet.server.app import GreetServer
 from greet.server.config import ServerConfig
 from greet.server.metrics_endpoint import MetricsEndpoint
 from greet.server.multiprocess_metrics import (

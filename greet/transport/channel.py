@@ -15,7 +15,6 @@ connection to one address at a time; it reconnects for the next call once a conn
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl as ssl_module
 from typing import Any, cast
 
@@ -27,6 +26,7 @@ from grpclib.metadata import Deadline, _Metadata, _MetadataLike
 from grpclib.protocol import Peer
 from multidict import MultiDict
 
+from greet.addresses import format_address
 from greet.transport.client_connection import ClientConnection
 from greet.transport.client_stream import ClientStream
 from greet.transport.config import ChannelConfig
@@ -34,13 +34,6 @@ from greet.transport.decoding import StrictProtoCodec
 from greet.transport.events import Listening
 
 __all__ = ["Channel"]
-
-
-def authority(host: str, port: int) -> str:
-    try:
-        return f"[{ipaddress.IPv6Address(host)}]:{port}"
-    except ValueError:
-        return f"{host}:{port}"
 
 
 class Channel(GrpclibChannel):
@@ -72,7 +65,7 @@ class Channel(GrpclibChannel):
         self.tls = ssl
         self.server_hostname = server_hostname
         self.scheme = b"https" if ssl is not None else b"http"
-        self.authority = authority(host, port).encode("ascii")
+        self.authority = format_address(host, port).encode("ascii")
         self.codec = codec
         self.status_details_codec: StatusDetailsCodecBase | None = status_details_codec
         self.listening = Listening(self.__dispatch__)
@@ -84,7 +77,7 @@ class Channel(GrpclibChannel):
 
     @property
     def target(self) -> str:
-        return authority(self.host, self.port)
+        return format_address(self.host, self.port)
 
     async def __connect__(self) -> ClientConnection:  # type: ignore[override]
         """The open connection, or a new one (with its HTTP/2 handshake done)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from grpclib.const import Status
 
-from greet.addresses import format_address
+from greet.addresses import format_peer
 from greet.transport.engine import EngineFailure, ErrorCode, Header, Http2Engine, StreamGone
 from greet.transport.frames import goaway_frame
 from greet.transport.responses import rejection
@@ -227,6 +227,4 @@ class ServerOutput:
     def peer_name(self) -> str:
         transport = self._transport
         address = transport.get_extra_info("peername") if transport is not None else None
-        if isinstance(address, tuple) and len(address) >= 2:
-            return format_address(str(address[0]), int(address[1]))
-        return "unknown peer"
+        return format_peer(address, unknown="unknown peer")

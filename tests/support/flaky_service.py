@@ -16,8 +16,8 @@ from grpclib.const import Status
 from grpclib.events import RecvRequest, listen
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server
+from loopback import bound_socket
 
-from greet.testing import bound_socket
 from greet_service import (
     GreetServiceBase,
     HelloRequest,

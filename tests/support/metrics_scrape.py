@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from prometheus_client.parser import text_string_to_metric_families
-
-from greet.testing import ServerProcess
+from server_process import ServerProcess
 
 __all__ = [
     "METRICS_LINE",

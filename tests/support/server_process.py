@@ -1,4 +1,4 @@
-"""Helpers for testing against a real server process (used by greet's own tests).
+"""`python -m greet.server` and `python -m greet.client` as child processes, for greet's tests.
 
 `ServerProcess` runs `python -m greet.server` in a child process with `--port 0` by default and
 waits for its readiness line, so no port number is ever guessed or reused.
@@ -10,27 +10,12 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from greet.server import GreetServer
-
-__all__ = [
-    "READY_PATTERN",
-    "CompletedCommand",
-    "ServerProcess",
-    "StartServer",
-    "bound_socket",
-    "run_client_cli",
-    "wait_until",
-]
-
-StartServer: TypeAlias = "Callable[..., Awaitable[GreetServer]]"
-"""The `start_server` test fixture: start a GreetServer with config overrides."""
+__all__ = ["READY_PATTERN", "CompletedCommand", "ServerProcess", "run_client_cli"]
 
 
 class CompletedCommand(NamedTuple):
@@ -58,28 +43,6 @@ async def run_client_cli(
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode is not None
     return CompletedCommand(process.returncode, out.decode(), err.decode())
-
-
-async def wait_until(
-    condition: Callable[[], bool], what: str = "the condition", timeout: float = 30.0
-) -> None:
-    """Check `condition()` after each short pause until it holds (for state with nothing to
-    await, such as counters); fail after `timeout` seconds naming `what`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"still not the case after {timeout}s: {what}")
-        await asyncio.sleep(0.002)
-
-
-def bound_socket(host: str = "127.0.0.1") -> socket.socket:
-    """A socket bound to a free port that stays ours until a server takes it over."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    return sock
 
 
 READY_PATTERN = re.compile(r"greet server listening on ([^\s\"]+)")

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import socket
 
-__all__ = ["IPV6_WILDCARDS", "dual_stack_socket"]
+from greet.addresses import bare_host
 
-IPV6_WILDCARDS = frozenset({"::", "[::]"})
+__all__ = ["IPV6_WILDCARD", "dual_stack_socket"]
+
+IPV6_WILDCARD = "::"
 
 
 def dual_stack_socket(host: str, port: int) -> socket.socket | None:
-    """A listening socket on every IPv6 and IPv4 address for `host` "::"; None otherwise.
+    """A listening socket on every IPv6 and IPv4 address for `host` "::" (or "[::]"); None
+    otherwise.
 
     None too where the system cannot accept both on one socket; the caller then binds `host`
     as asyncio does.
     """
-    if host not in IPV6_WILDCARDS or not socket.has_dualstack_ipv6():
+    if bare_host(host) != IPV6_WILDCARD or not socket.has_dualstack_ipv6():
         return None
     return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)

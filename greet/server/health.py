@@ -1,8 +1,10 @@
 """Health: `grpc.health.v1.Health` for "" (the whole server) and greet_service.GreetService.
 
 Built on grpclib's own `grpclib.health`: `Health` answers Check from the checks given per service,
-and `ServingSwitch` is the one check here. It holds what the server says about itself: SERVING
-until `GreetServer.set_serving(False)`, which graceful shutdown calls before it drains.
+and `ServingSwitch` is the one check here: grpclib's `ServiceStatus` (a status the application
+sets, which wakes every watcher when it changes), starting at SERVING rather than UNKNOWN. It holds
+what the server says about itself: SERVING until `GreetServer.set_serving(False)`, which graceful
+shutdown calls before it drains.
 
 `GreetHealth` keeps grpclib's Check and replaces Watch with one that ends the call (status OK)
 right after it has sent NOT_SERVING. grpclib's Watch never returns, so every connected watcher
@@ -13,11 +15,9 @@ it gets UNAVAILABLE.
 
 from __future__ import annotations
 
-import asyncio
-
 from grpclib._typing import ICheckable
 from grpclib.const import Status
-from grpclib.health.check import CheckBase
+from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.server import Stream
@@ -34,38 +34,16 @@ def service_name(service: ICheckable) -> str:
     return path.split("/")[1]
 
 
-class ServingSwitch(CheckBase):
-    """A health check whose value the server sets: True (SERVING) or False (NOT_SERVING)."""
+class ServingSwitch(ServiceStatus):
+    """grpclib's ServiceStatus, SERVING from the start; `set(False)` for NOT_SERVING."""
 
     def __init__(self, serving: bool = True) -> None:
-        self._serving = serving
-        self._subscribers: set[asyncio.Event] = set()
+        super().__init__()
+        self.set(serving)
 
     @property
     def serving(self) -> bool:
-        return self._serving
-
-    def set(self, serving: bool) -> None:
-        """Change the status and wake every Watch call."""
-        if serving == self._serving:
-            return
-        self._serving = serving
-        for event in self._subscribers:
-            event.set()
-
-    def __status__(self) -> bool:
-        return self._serving
-
-    async def __check__(self) -> bool:
-        return self._serving
-
-    async def __subscribe__(self) -> asyncio.Event:
-        event = asyncio.Event()
-        self._subscribers.add(event)
-        return event
-
-    async def __unsubscribe__(self, event: asyncio.Event) -> None:
-        self._subscribers.discard(event)
+        return self.__status__() is True
 
 
 class GreetHealth(Health):
