@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -12,6 +13,12 @@ from go_interop import GoBinaries, build_go_binaries
 from greet.client import GreetClient
 from greet.server import GreetServer, ServerConfig
 from greet.testing import StartServer, bound_socket
+
+# The test group installs greet[otel], and tracing's default exporter (otlp) would send every
+# test server's spans to a collector that is not there (as would a developer's own OTEL_* set-up):
+# tracing is off unless a test turns it on (tests/test_tracing.py). The server and client
+# processes the tests start inherit this.
+os.environ["OTEL_TRACES_EXPORTER"] = "none"
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from greet.client.retry import RetryBudget, RetryPolicy
 from greet.client.service_config import ServiceConfig
 from greet.client.targets import Endpoint, parse_targets
 from greet.errors import MetadataValue
+from greet.telemetry import tracing_enabled
 from greet.transport.config import ChannelConfig
 from greet_service import (
     HelloRequest,
@@ -74,7 +75,8 @@ class GreetClient:
     or its JSON text or dict: greet.client.service_config); not both.
 
     `interceptors` run once around each call, `attempt_interceptors` around each attempt of it
-    (greet.client.interceptors), for example `greet.client.metrics.ClientMetrics(registry)`.
+    (greet.client.interceptors), for example `greet.client.metrics.ClientMetrics(registry)`;
+    with tracing on (OTEL_* and greet[otel]: greet.telemetry) greet.client.tracing's go first.
     `pool` tunes the connections per endpoint and the probing of failed ones; `transport` the
     HTTP/2 connections (engine, keepalive, handshake timeout: greet.transport.ChannelConfig);
     `resolve` replaces the DNS lookup of `dns:///` names. `served` counts successful calls per
@@ -117,6 +119,10 @@ class GreetClient:
             resolve=resolve,
             channel_config=transport,
         )
+        if tracing_enabled():  # OTEL_* ask for it and greet[otel] is installed: greet.telemetry
+            from greet.client.tracing import with_tracing
+
+            interceptors, attempt_interceptors = with_tracing(interceptors, attempt_interceptors)
         self._runner = AttemptRunner(
             self.pool,
             self.budget,
