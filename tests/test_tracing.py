@@ -406,6 +406,34 @@ async def test_spans_the_handler_makes_are_children_of_the_server_span(
     assert "Failed to detach context" not in caplog.text
 
 
+class AwaitingInsideItsSpan:
+    """A backend whose span is current across an await."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    async def greet(self, name: str) -> str:
+        with self.tracer.start_as_current_span(f"greet {name}"):
+            await asyncio.sleep(0.001)
+            return f"Hello {name}"
+
+
+async def test_without_eager_calls_a_handler_span_may_be_current_across_an_await(
+    traced: Traced, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With eager calls (the default) on Python < 3.12 a handler goes on in a copy of its
+    # context after its first wait, where such a span cannot be detached (docs/tracing.md).
+    tracer = traced.provider.get_tracer("backend")
+    server = await traced.server(backend=AwaitingInsideItsSpan(tracer), eager_calls=False)
+    client = traced.client(server.target)
+    assert [r.message async for r in client.say_hello_server_streaming(["Ann"])] == ["Hello Ann"]
+
+    spans = await traced.spans(4)
+    (greeting,) = [span for span in spans if span.name == "greet Ann"]
+    assert parent_id(greeting) == span_id(only(spans, SpanKind.SERVER))
+    assert "Failed to detach context" not in caplog.text
+
+
 async def test_a_stream_the_caller_stops_reading_is_cancelled_on_both_sides(
     traced: Traced,
 ) -> None:
