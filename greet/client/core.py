@@ -75,8 +75,7 @@ class GreetClient:
     or its JSON text or dict: greet.client.service_config); not both.
 
     `interceptors` run once around each call, `attempt_interceptors` around each attempt of it
-    (greet.client.interceptors), for example `greet.client.metrics.ClientMetrics(registry)`;
-    with tracing on (OTEL_* and greet[otel]: greet.telemetry) greet.client.tracing's go first.
+    (greet.client.interceptors), for example `greet.client.metrics.ClientMetrics(registry)`.
     `pool` tunes the connections per endpoint and the probing of failed ones; `transport` the
     HTTP/2 connections (engine, keepalive, handshake timeout: greet.transport.ChannelConfig);
     `resolve` replaces the DNS lookup of `dns:///` names. `served` counts successful calls per
@@ -109,6 +108,10 @@ class GreetClient:
             if not token or any(c in token for c in "\r\n"):
                 raise ValueError("token must be a non-empty single line")
             self.metadata["authorization"] = f"Bearer {token}"
+        if tracing_enabled():  # OTEL_* ask for it and greet[otel] is installed: greet.telemetry
+            from greet.client.tracing import with_tracing
+
+            interceptors, attempt_interceptors = with_tracing(interceptors, attempt_interceptors)
         self.service_config = client_service_config(retry, service_config)
         self.budget = RetryBudget(self.service_config.retry_throttling)
         self.pool = EndpointPool(
@@ -119,10 +122,6 @@ class GreetClient:
             resolve=resolve,
             channel_config=transport,
         )
-        if tracing_enabled():  # OTEL_* ask for it and greet[otel] is installed: greet.telemetry
-            from greet.client.tracing import with_tracing
-
-            interceptors, attempt_interceptors = with_tracing(interceptors, attempt_interceptors)
         self._runner = AttemptRunner(
             self.pool,
             self.budget,
