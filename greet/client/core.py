@@ -23,6 +23,7 @@ from typing import Any
 from grpclib.const import Cardinality
 from grpclib.metadata import Deadline
 
+from greet import telemetry
 from greet.client.attempts import AttemptRunner, Body, single
 from greet.client.call_kinds import bidi_streaming, client_streaming, server_streaming, unary
 from greet.client.calls import ClientCall, Method
@@ -34,7 +35,6 @@ from greet.client.retry import RetryBudget, RetryPolicy
 from greet.client.service_config import ServiceConfig
 from greet.client.targets import Endpoint, parse_targets
 from greet.errors import MetadataValue
-from greet.telemetry import tracing_enabled
 from greet.transport.config import ChannelConfig
 from greet_service import (
     HelloRequest,
@@ -108,7 +108,7 @@ class GreetClient:
             if not token or any(c in token for c in "\r\n"):
                 raise ValueError("token must be a non-empty single line")
             self.metadata["authorization"] = f"Bearer {token}"
-        if tracing_enabled():  # OTEL_* ask for it and greet[otel] is installed: greet.telemetry
+        if telemetry.tracing_enabled():  # OTEL_* ask for it and greet[otel] is installed
             from greet.client.tracing import with_tracing
 
             interceptors, attempt_interceptors = with_tracing(interceptors, attempt_interceptors)
