@@ -10,6 +10,8 @@ shared machine does not land on one mode alone:
     seam       tracing off, but a no-op server interceptor, call interceptor and attempt
                interceptor in the chains where tracing's go: what greet's interceptor chains
                themselves cost (the client runs each chain in a task of its own), for reference
+    header     the seam, and its attempt interceptor adds a `traceparent` of its own to each
+               attempt: what sending a different header value per call costs the transport
     unsampled  OTEL_TRACES_EXPORTER=console, OTEL_TRACES_SAMPLER=always_off: the interceptors
                run and the trace context is sent, but no span is recorded
     memory     tracing on, the application's own TracerProvider (set before greet's first server
@@ -37,18 +39,27 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+if TYPE_CHECKING:
+    from greet.client import ClientAttempt
+
 MODES: dict[str, dict[str, str]] = {
     "off": {"OTEL_TRACES_EXPORTER": "none"},
     "seam": {"OTEL_TRACES_EXPORTER": "none"},
+    "header": {"OTEL_TRACES_EXPORTER": "none"},
     "unsampled": {"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": "always_off"},
     "memory": {"OTEL_TRACES_EXPORTER": "console"},
     "console": {"OTEL_TRACES_EXPORTER": "console"},
 }
-CHILD_FLAGS = {"seam": ["--noop"], "memory": ["--memory-provider"]}
+CHILD_FLAGS = {
+    "seam": ["--noop"],
+    "header": ["--noop", "--header"],
+    "memory": ["--memory-provider"],
+}
 
 
 class Noop:
@@ -58,23 +69,38 @@ class Noop:
         await proceed()
 
 
+class TraceparentHeader:
+    """An attempt interceptor that sends a new traceparent-shaped value with every attempt."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def intercept(
+        self, attempt: ClientAttempt, proceed: Callable[[], Awaitable[None]], /
+    ) -> None:
+        self.sent += 1
+        attempt.metadata["traceparent"] = f"00-{self.sent:032x}-00f067aa0ba902b7-01"
+        await proceed()
+
+
 WARMUP_CALLS = 200
 
 
-async def measure(calls: int, noop: bool) -> dict[str, float | bool]:
+async def measure(calls: int, noop: bool, header: bool) -> dict[str, float | bool]:
     """In this process: `calls` unary calls through a GreetClient to a GreetServer (with no-op
-    interceptors in each chain if `noop`)."""
+    interceptors in each chain if `noop`, the attempt's sending a traceparent if `header`)."""
     from greet.client import GreetClient
     from greet.server import GreetServer, ServerConfig
     from greet.telemetry import tracing_enabled
     from greet.testing import bound_socket
 
     chain = [Noop()] if noop else []
+    attempt_chain = [TraceparentHeader()] if header else chain
     server = GreetServer(ServerConfig(), interceptors=chain)
     await server.start(sock=bound_socket())
     try:
         client = GreetClient(
-            server.target, timeout=30, interceptors=chain, attempt_interceptors=chain
+            server.target, timeout=30, interceptors=chain, attempt_interceptors=attempt_chain
         )
         async with client:
             for _ in range(WARMUP_CALLS):
@@ -132,6 +158,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--noop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--header", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-provider", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -139,7 +166,9 @@ def main() -> None:
 
         if args.memory_provider:
             set_memory_provider()
-        args.child.write_text(json.dumps(run_event_loop(measure(args.calls, args.noop))))
+        args.child.write_text(
+            json.dumps(run_event_loop(measure(args.calls, args.noop, args.header)))
+        )
         return
 
     runs: dict[str, list[dict[str, float | bool]]] = {mode: [] for mode in MODES}
