@@ -52,7 +52,8 @@ __all__ = ["AttemptTracing", "CallTracing", "with_tracing"]
 
 
 class _Spans:
-    """What both interceptors share: the tracer and per-method and per-endpoint attributes."""
+    """What both interceptors share: the tracer (of `provider`, else as ServerTracing's default)
+    and per-method and per-endpoint attributes."""
 
     def __init__(self, provider: trace.TracerProvider | None) -> None:
         self.tracer = greet_tracer(provider or tracer_provider() or trace.get_tracer_provider())

@@ -67,7 +67,8 @@ class ServerTracing:
     """A SERVER span per call (see the module docstring); an interceptor.
 
     `tracer_provider`: where the spans go; by default the provider greet.telemetry settled
-    on for this process (the application's global one, or greet's from OTEL_*).
+    on for this process (the application's global one, or greet's from OTEL_*), else (tracing
+    off by the environment) the global one, whenever the application sets it.
     """
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
