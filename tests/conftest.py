@@ -3,6 +3,7 @@ one place that marks every test `unit`, `integration` or `interop` (by tests/sup
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
@@ -14,6 +15,12 @@ from loopback import StartServer, bound_socket
 
 from greet.client import GreetClient
 from greet.server import GreetServer, ServerConfig
+
+# The test group installs greet[otel], and tracing's default exporter (otlp) would send every
+# test server's spans to a collector that is not there (as would a developer's own OTEL_* set-up):
+# tracing is off unless a test turns it on (tests/test_tracing.py). The server and client
+# processes the tests start inherit this.
+os.environ["OTEL_TRACES_EXPORTER"] = "none"
 
 
 @pytest.fixture

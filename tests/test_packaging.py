@@ -28,14 +28,15 @@ def imported_top_level_modules() -> set[str]:
     return names - OWN_MODULES - set(sys.stdlib_module_names)
 
 
-def requirement_names(distribution: str) -> set[str]:
-    """Names of the distributions `distribution` requires on this platform (markers evaluated)."""
+def requirement_names(distribution: str, extra: str = "") -> set[str]:
+    """Names of the distributions `distribution` requires on this platform (markers evaluated),
+    with those of its `extra` if one is named."""
     from packaging.requirements import Requirement
 
     names = set()
     for text in importlib.metadata.requires(distribution) or []:
         requirement = Requirement(text)
-        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+        if requirement.marker is None or requirement.marker.evaluate({"extra": extra}):
             names.add(normalize(requirement.name))
     return names
 
@@ -44,8 +45,8 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def installed_closure(root: str) -> set[str]:
-    """`root` and everything it requires, transitively."""
+def installed_closure(root: str, extra: str = "") -> set[str]:
+    """`root` (with its `extra`, if named) and everything it requires, transitively."""
     seen: set[str] = set()
     pending = [normalize(root)]
     while pending:
@@ -53,17 +54,25 @@ def installed_closure(root: str) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
-        pending.extend(requirement_names(name) - seen)
+        pending.extend(requirement_names(name, extra if name == normalize(root) else "") - seen)
     return seen
+
+
+EXTRA_MODULES = {"opentelemetry": "otel"}
+"""Modules that come from an extra: imported only when it is installed and in use (tracing;
+tests/test_tracing.py checks that a server without it never imports them)."""
 
 
 def test_every_imported_module_comes_from_a_declared_dependency() -> None:
     provided_by = importlib.metadata.packages_distributions()
     closure = installed_closure("greet")
+    extras = {module: installed_closure("greet", extra) for module, extra in EXTRA_MODULES.items()}
     missing = {
         module: provided_by.get(module, ["?"])
         for module in imported_top_level_modules()
-        if not any(normalize(dist) in closure for dist in provided_by.get(module, []))
+        if not any(
+            normalize(dist) in extras.get(module, closure) for dist in provided_by.get(module, [])
+        )
     }
     assert not missing, f"imported but not required by greet's dependencies: {missing}"
     assert {"betterproto", "grpclib", "google", "h2"} <= imported_top_level_modules()

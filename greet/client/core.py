@@ -24,6 +24,7 @@ from typing import Any
 from grpclib.const import Cardinality
 from grpclib.metadata import Deadline
 
+from greet import telemetry
 from greet.client.attempts import AttemptRunner, Body, single
 from greet.client.call_kinds import bidi_streaming, client_streaming, server_streaming, unary
 from greet.client.calls import ClientCall, Method
@@ -112,6 +113,10 @@ class GreetClient:
             if not token or any(c in token for c in "\r\n"):
                 raise ValueError("token must be a non-empty single line")
             self.metadata["authorization"] = f"Bearer {token}"
+        if telemetry.tracing_enabled():  # OTEL_* ask for it and greet[otel] is installed
+            from greet.client.tracing import with_tracing
+
+            interceptors, attempt_interceptors = with_tracing(interceptors, attempt_interceptors)
         self.service_config = client_service_config(retry, service_config)
         self.budget = RetryBudget(self.service_config.retry_throttling)
         self.pool = EndpointPool(

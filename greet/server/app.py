@@ -18,6 +18,7 @@ from greet.server.health import GreetHealth, ServingSwitch
 from greet.server.metrics import ServingMetrics, metrics_wanted
 from greet.server.reflection import with_reflection
 from greet.service import GreetService
+from greet.telemetry import tracing_enabled
 from greet.tls import server_ssl_context
 from greet.transport import (
     EngineName,
@@ -64,8 +65,9 @@ class GreetServer:
     `start(sock=...)` with a socket that is already bound, as tests and worker processes do.
 
     Every call runs through a chain of interceptors (greet.middleware): greet's own first -
-    metrics and the access log outermost, so that refused calls are counted and logged too,
-    then bearer-token auth - and after them `interceptors`, the caller's own, in the order given.
+    tracing (when OTEL_* turn it on), metrics and the access log outermost, so that refused
+    calls are traced, counted and logged too, then bearer-token auth - and after them
+    `interceptors`, the caller's own, in the order given.
     """
 
     def __init__(
@@ -104,6 +106,11 @@ class GreetServer:
                 config.tls_cert, config.tls_key, config.tls_client_ca
             )
         chain: list[Interceptor] = []
+        if tracing_enabled():  # OTEL_* ask for it and greet[otel] is installed: greet.telemetry
+            from greet.middleware.tracing import ServerTracing
+
+            if not any(isinstance(given, ServerTracing) for given in interceptors):
+                chain.append(ServerTracing())
         if self.metrics is not None:
             chain.append(self.metrics.grpc)
         if config.access_log:
