@@ -14,8 +14,8 @@ do), `python -m greet.client bench` beside h2load on the same servers, peak RSS 
 
 Writes benchmarks/results.json (every figure, the commands, versions, date; benchmarks/results.py
 describes it) and from it the Markdown report benchmarks/RESULTS.md (benchmarks/report.py, which
-also rewrites the report from a results file). benchmarks/chart.py draws the README's chart from
-the results file.
+also rewrites the report from a results file) and the README's chart benchmarks/chart.svg
+(benchmarks/chart.py, which also redraws it from a results file).
 
 Benchmark-only dependencies: the `bench` dependency group (grpcio, grpcio-tools) and h2load
 (Debian package nghttp2-client). Not part of the test suite; tests/test_benchmarks_smoke.py runs a
@@ -46,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import chart  # noqa: E402
 import report  # noqa: E402
 import results as results_file  # noqa: E402
 from h2load import Load, run_h2load, shown_command  # noqa: E402
@@ -469,6 +470,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--json", type=Path, help="results file (default: results.json beside --out)"
     )
+    parser.add_argument("--chart", type=Path, help="chart (default: chart.svg beside --out)")
     args = parser.parse_args(argv)
     keys: list[str] = []
     for key in args.workloads.split(","):
@@ -491,6 +493,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("h2load not found: install nghttp2-client")
     args.server_cpus, args.load_cpus = ("0", "1") if args.pin else (None, None)
     args.json = args.json or args.out.with_name("results.json")
+    args.chart = args.chart or args.out.with_name("chart.svg")
     return args
 
 
@@ -530,6 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results_file.save(results, args.json)
     text = report.render(results)
     args.out.write_text(text)
+    if chart.groups(results):
+        args.chart.write_text(chart.render_svg(results))
     print(text)
     return 0
 
