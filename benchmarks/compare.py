@@ -52,9 +52,11 @@ import results as results_file  # noqa: E402
 from h2load import Load, run_h2load, shown_command  # noqa: E402
 from servers import (  # noqa: E402
     ENGINES,
+    FOREIGN_SETTINGS,
     RunningServer,
     ServerSpec,
     build_go_server,
+    clean_environment,
     go_spec,
     greet_spec,
     grpcio_spec,
@@ -150,7 +152,10 @@ def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
 
 
 def run_checked(argv: Sequence[str], **kwargs: Any) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, **kwargs)
+    """Run a driver (with the servers' clean environment: GREET_* would change greet's client)."""
+    result = subprocess.run(
+        argv, capture_output=True, text=True, cwd=ROOT, env=clean_environment(), **kwargs
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{shlex.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
     return str(result.stdout)
@@ -196,7 +201,11 @@ def rss_with_open_streams(
         argv = [sys.executable, str(HERE / "drivers.py"), "hold", server.target]
         argv += ["--streams", str(streams), "--connections", str(max(1, streams // 100))]
         holder = subprocess.Popen(
-            pinned(argv, load_cpus), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            pinned(argv, load_cpus),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=clean_environment(),
         )
         assert holder.stdout is not None
         assert holder.stdin is not None
@@ -380,6 +389,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "whole_machine": {"figures": {}},
         "notes": [],
     }
+    ignored = sorted(key for key in os.environ if key.startswith(FOREIGN_SETTINGS))
+    if ignored:
+        out["notes"].append(
+            "Left out of the servers' and drivers' environment: " + ", ".join(ignored) + "."
+        )
     with tempfile.TemporaryDirectory(prefix="greet-bench-") as tmp:
         go_binary: Path | None = None
         if args.go:

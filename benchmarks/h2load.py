@@ -3,9 +3,10 @@
 The rate is h2load's own `req/s` figure (calls completed in the measurement window, after the
 warm-up, divided by the window: what a person running the printed command by hand reads). The
 server's CPU time is sampled when h2load announces the start and the end of its measurement window
-(it prints both as they happen), so CPU per call covers the same calls as the rate. While a
-server is pinned to one core, the CPU that core spent on anything else in that window (another
-job, steal time) is kept too: a figure measured on a busy core is not a figure of the server.
+(it prints both as they happen), so CPU per call covers the same calls as the rate. While the
+server and h2load are pinned to one core each, the share of each core that went to anything else
+in that window (another job, steal time) is kept too: a figure measured on a busy core is not a
+figure of the server.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from servers import RunningServer
+from servers import RunningServer, process_cpu_seconds
 from workloads import BODY_DIR, Workload
 
-__all__ = ["CpuClock", "Load", "Measurement", "percentile", "run_h2load"]
+__all__ = ["CpuClock", "Load", "Measurement", "Sample", "percentile", "run_h2load"]
 
 WINDOW_STARTED = "Main benchmark duration is started"
 WINDOW_OVER = "Main benchmark duration is over"
@@ -114,7 +115,8 @@ class Measurement:
     failed: int
     server_cores: float  # server CPU seconds per second of the window
     cpu_per_call_us: float
-    other_load: float | None  # the server core's CPU spent on other processes (fraction)
+    other_load: float | None  # share of the server's core that other processes took
+    load_core_other: float | None  # share of the load core that others than h2load took
     p50_us: float | None = None
     p99_us: float | None = None
 
@@ -124,6 +126,36 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[index]
 
 
+@dataclass(frozen=True)
+class Sample:
+    """What is read when h2load announces the start or the end of its measurement window."""
+
+    time: float
+    server_cpu: float
+    server_core: float | None  # busy time of the server's core (None: not pinned to one)
+    load_core: float | None
+    h2load_cpu: float
+
+    @staticmethod
+    def take(server: RunningServer, h2load_pid: int, cores: tuple[CpuClock, CpuClock]) -> Sample:
+        return Sample(
+            time.monotonic(),
+            server.cpu_seconds(),
+            cores[0].busy(),
+            cores[1].busy(),
+            process_cpu_seconds(h2load_pid),
+        )
+
+
+def other_share(
+    start: Sample, end: Sample, before: float | None, after: float | None, own: float
+) -> float | None:
+    """Share of a core's time in the window (busy `before` and `after`) beyond `own` seconds."""
+    if before is None or after is None:
+        return None
+    return max(0.0, (after - before) - own) / max(end.time - start.time, 1e-9)
+
+
 def run_h2load(
     server: RunningServer,
     workload: Workload,
@@ -131,20 +163,21 @@ def run_h2load(
     body: Path,
     load_cpus: str | None,
 ) -> Measurement:
-    clock = CpuClock(server.cpus)
+    cores = (CpuClock(server.cpus), CpuClock(load_cpus))
     with tempfile.TemporaryDirectory(prefix="greet-h2load-") as tmp:
         log = str(Path(tmp) / "h2load.log") if load.latencies else None
         argv = h2load_argv(workload, load, f"http://{server.target}{workload.path}", str(body), log)
         command = [*(["taskset", "-c", load_cpus] if load_cpus else []), *argv]
-        marks: dict[str, tuple[float, float, float | None]] = {}
+        marks: dict[str, Sample] = {}
         output: list[str] = []
+        # taskset execs h2load: the child's pid is h2load's
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
         for line in process.stdout:
             output.append(line)
             for mark in (WINDOW_STARTED, WINDOW_OVER):
                 if line.startswith(mark):
-                    marks[mark] = (time.monotonic(), server.cpu_seconds(), clock.busy())
+                    marks[mark] = Sample.take(server, process.pid, cores)
         process.wait()
         text = "".join(output)
         summary, counts = SUMMARY.search(text), COUNTS.search(text)
@@ -155,16 +188,10 @@ def run_h2load(
             for line in (Path(log).read_text().splitlines() if log else [])
             if line.count("\t") >= 2
         )
-    (start, cpu_start, busy_start), (end, cpu_end, busy_end) = (
-        marks[WINDOW_STARTED],
-        marks[WINDOW_OVER],
-    )
-    window = max(end - start, 1e-9)
-    server_cpu = cpu_end - cpu_start
+    start, end = marks[WINDOW_STARTED], marks[WINDOW_OVER]
+    window = max(end.time - start.time, 1e-9)
+    server_cpu = end.server_cpu - start.server_cpu
     succeeded = int(counts.group(2))
-    other = None
-    if busy_start is not None and busy_end is not None:
-        other = max(0.0, (busy_end - busy_start) - server_cpu) / window
     calls_per_second = float(summary.group(1))
     return Measurement(
         rate=calls_per_second * workload.messages_per_call,
@@ -173,7 +200,10 @@ def run_h2load(
         failed=int(counts.group(3)) + int(counts.group(4)),
         server_cores=server_cpu / window,
         cpu_per_call_us=server_cpu / max(1, succeeded) * 1e6,
-        other_load=other,
+        other_load=other_share(start, end, start.server_core, end.server_core, server_cpu),
+        load_core_other=other_share(
+            start, end, start.load_core, end.load_core, end.h2load_cpu - start.h2load_cpu
+        ),
         p50_us=float(percentile(latencies, 0.50)) if latencies else None,
         p99_us=float(percentile(latencies, 0.99)) if latencies else None,
     )

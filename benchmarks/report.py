@@ -181,7 +181,7 @@ def per_core_details(results: Results) -> list[str]:
         messages = WORKLOADS[key].messages_per_call if key in WORKLOADS else 1
         head = ["server", f"{workload['unit']} (median)", "range", "/ grpcio",
                 "CPU per message" if per_message else "CPU per call", "server cores",
-                "other load on its core (max)"]  # fmt: skip
+                "others on server / load core (max)"]  # fmt: skip
         head += ["p50", "p99"] if latency else []
         head += ["reply DATA per call"] if compressed else []
         head += ["server command"]
@@ -190,6 +190,7 @@ def per_core_details(results: Results) -> list[str]:
             figure = figures[name]
             rate = median_of(figure, "rate")
             other = highest(figure, "other_load")
+            other_load_core = highest(figure, "load_core_other")
             row = [
                 label(results, name),
                 fmt_rate(rate),
@@ -199,7 +200,7 @@ def per_core_details(results: Results) -> list[str]:
                 if per_message
                 else f"{median_of(figure, 'cpu_per_call_us') or 0:.0f} us",
                 f"{median_of(figure, 'server_cores') or 0:.2f}",
-                "-" if other is None else f"{other:.0%}",
+                "-" if other is None else f"{other:.0%} / {other_load_core or 0:.0%}",
             ]
             if latency:
                 row += [f"{median_of(figure, key) or 0:.0f} us" for key in ("p50_us", "p99_us")]
@@ -375,7 +376,8 @@ def notes_section(results: Results) -> list[str]:
             f"{workload['title']} / {label(results, name)}"
             for workload in per_core.values()
             for name, figure in workload.get("figures", {}).items()
-            if (highest(figure, "other_load") or 0) > BUSY_CORE
+            if max(highest(figure, "other_load") or 0, highest(figure, "load_core_other") or 0)
+            > BUSY_CORE
         }
     )
     go_bounded = [
@@ -403,14 +405,15 @@ def notes_section(results: Results) -> list[str]:
         )
     if busy:
         notes.append(
-            f"Other processes took more than {BUSY_CORE:.0%} of the server core during: "
+            f"Other processes took more than {BUSY_CORE:.0%} of the server's or the load "
+            "generator's core during: "
             + "; ".join(busy)
             + ". Those figures are from a shared core; rerun on a quiet machine."
         )
     else:
         notes.append(
             f"No per-core measurement saw other processes take more than {BUSY_CORE:.0%} of the "
-            "server core."
+            "server's core or of the load generator's."
         )
     notes.append(
         "Where the time goes and what bounds the rest: benchmarks/PROFILE.md "

@@ -24,6 +24,7 @@ from pathlib import Path
 
 __all__ = [
     "ENGINES",
+    "FOREIGN_SETTINGS",
     "RunningServer",
     "ServerSpec",
     "build_go_server",
@@ -31,6 +32,7 @@ __all__ = [
     "go_spec",
     "greet_spec",
     "grpcio_spec",
+    "process_cpu_seconds",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +49,15 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without settings a server reads, plus `extra`."""
     kept = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_SETTINGS)}
     return {**kept, **(extra or {})}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -171,15 +182,7 @@ class RunningServer:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server and its workers so far."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid in self.pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
+        return sum(process_cpu_seconds(pid) for pid in self.pids())
 
     def memory_kib(self, key: str) -> int:
         """Sum of a /proc status field (VmHWM = peak RSS, VmRSS) over the server's processes."""
