@@ -296,8 +296,8 @@ def bench_tool_section(results: Results) -> list[str]:
         *table(head, rows),
         "",
         f"Load: {code(section.get('command', '?'))}; h2load's figure is the unary 128-in-flight "
-        f"row of the per-core table. Below {BENCH_TOOL_FRACTION:.0%} of h2load's rate (and with "
-        "the server short of a full core), the bench client is what is measured.",
+        f"row of the per-core table. Below {BENCH_TOOL_FRACTION:.0%} of h2load's rate the bench "
+        "client is what is measured (the server then also has time to spare on its core).",
     ]
 
 
@@ -371,15 +371,12 @@ def notes_section(results: Results) -> list[str]:
         for figure in workload.get("figures", {}).values()
         for run in figure.get("runs", [])
     )
-    busy = sorted(
-        {
-            f"{workload['title']} / {label(results, name)}"
-            for workload in per_core.values()
-            for name, figure in workload.get("figures", {}).items()
-            if max(highest(figure, "other_load") or 0, highest(figure, "load_core_other") or 0)
-            > BUSY_CORE
-        }
-    )
+    figures = [f for workload in per_core.values() for f in workload.get("figures", {}).values()]
+    shared = [
+        f
+        for f in figures
+        if max(highest(f, "other_load") or 0, highest(f, "load_core_other") or 0) > BUSY_CORE
+    ]
     go_bounded = [
         workload["title"]
         for workload in per_core.values()
@@ -403,14 +400,13 @@ def notes_section(results: Results) -> list[str]:
             "grpc-go used well under its core on: " + "; ".join(go_bounded) + ". There h2load "
             "(one thread, one core) is the bound: grpc-go's figure understates it."
         )
-    if busy:
+    if shared:
         notes.append(
-            f"Other processes took more than {BUSY_CORE:.0%} of the server's or the load "
-            "generator's core during: "
-            + "; ".join(busy)
-            + ". Those figures are from a shared core; rerun on a quiet machine."
+            f"{len(shared)} of the {len(figures)} per-core figures were measured while other "
+            f"processes took more than {BUSY_CORE:.0%} of the server's or the load generator's "
+            'core (the "others" column): the machine was not quiet; rerun those on a quiet one.'
         )
-    else:
+    elif figures:
         notes.append(
             f"No per-core measurement saw other processes take more than {BUSY_CORE:.0%} of the "
             "server's core or of the load generator's."
