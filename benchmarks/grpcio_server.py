@@ -4,8 +4,11 @@ Benchmark-only (grpcio and grpcio-tools are in the `bench` dependency group). Th
 modules are generated from proto/greet.proto with grpcio-tools into a temporary directory when this
 script starts, so nothing generated is kept in the repository.
 
-    python benchmarks/grpcio_server.py --port 0
+    python benchmarks/grpcio_server.py --port 0 [--compression gzip]
 
+`--compression gzip` (or deflate) makes grpcio's server compress its replies to clients that
+accept the encoding (grpcio's `compression=` server argument: every reply message, whatever its
+size; grpcio sends a message uncompressed when compressing would not make it smaller). It
 prints `grpcio server listening on HOST:PORT` on stderr once it accepts calls, and serves until
 SIGTERM or SIGINT.
 """
@@ -69,12 +72,22 @@ def make_servicer(pb2: ModuleType, pb2_grpc: ModuleType) -> Any:
     return Servicer()
 
 
-async def serve(host: str, port: int) -> None:
+COMPRESSIONS = ("none", "gzip", "deflate")
+
+
+async def serve(host: str, port: int, compression: str) -> None:
     import grpc
 
+    algorithm = {
+        "none": grpc.Compression.NoCompression,
+        "gzip": grpc.Compression.Gzip,
+        "deflate": grpc.Compression.Deflate,
+    }[compression]
     with tempfile.TemporaryDirectory(prefix="greet-grpcio-") as tmp:
         pb2, pb2_grpc = generate_modules(Path(tmp))
-        server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 10_000)])
+        server = grpc.aio.server(
+            options=[("grpc.max_concurrent_streams", 10_000)], compression=algorithm
+        )
         pb2_grpc.add_GreetServiceServicer_to_server(make_servicer(pb2, pb2_grpc), server)
         bound = server.add_insecure_port(f"{host}:{port}")
         await server.start()
@@ -91,8 +104,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default="none",
+        help="compress replies (default none)",
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, args.compression))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Profile the greet server under h2load with py-spy; print where the time goes.
 
-    python benchmarks/profile.py --workload unary128 --seconds 8 [--greet-args "..."]
+    python benchmarks/profile.py --workload unary128 --seconds 8 [--http2-engine h2]
+        [--greet-args "..."]
 
 Starts `python -m greet.server` pinned to core 0, drives it with h2load pinned to core 1 (the
 same load shapes as compare.py), records with `py-spy record --format raw` (needs py-spy, in the
@@ -23,10 +24,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import RunningServer, greet_spec, run_h2load  # noqa: E402
+from h2load import Load, run_h2load  # noqa: E402
+from servers import ENGINES, RunningServer, greet_spec  # noqa: E402
 from workloads import WORKLOADS, write_body  # noqa: E402
 
-PACKAGES = ("h2", "hpack", "hyperframe", "grpclib", "betterproto", "asyncio", "greet", "logging")
+PACKAGES = (
+    "ngh2",
+    "h2",
+    "hpack",
+    "hyperframe",
+    "grpclib",
+    "betterproto",
+    "asyncio",
+    "greet",
+    "logging",
+)
 
 
 def summarize(raw: Path, top: int) -> str:
@@ -61,6 +73,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--http2-engine", choices=ENGINES, default=ENGINES[0])
     parser.add_argument("--greet-args", default="")
     parser.add_argument("--out", type=Path, help="keep the raw (folded) profile here")
     args = parser.parse_args()
@@ -68,14 +81,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="greet-profile-") as tmp:
         body = write_body(workload, Path(tmp))
         raw = args.out or Path(tmp) / "profile.raw"
-        server = RunningServer(greet_spec(1, shlex.split(args.greet_args)), "0")
+        server = RunningServer(
+            greet_spec(args.http2_engine, None, shlex.split(args.greet_args)), "0"
+        )
         try:
             spy = subprocess.Popen(
                 ["py-spy", "record", "-p", str(server.process.pid), "-r", str(args.rate),
                  "-d", str(round(args.seconds)), "-f", "raw", "-o", str(raw)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            measured = run_h2load(server, workload, body, args.seconds, 0.0, "1")
+            load = Load.of(workload, args.seconds, 0.0)
+            measured = run_h2load(server, workload, load, body, "1")
             spy.wait(60)
         finally:
             server.stop()

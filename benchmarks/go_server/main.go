@@ -2,7 +2,9 @@
 // Python server ("Hello" / "Hello <name>", four call kinds), as a reference to benchmark against.
 //
 // Flags: -addr host:port (default 127.0.0.1:8080; port 0 picks a free port), -work-delay (time
-// each greeting takes, like greet.server's --work-delay). When listening it prints
+// each greeting takes, like greet.server's --work-delay), -compression gzip (compress every reply
+// message with gzip: grpc-go's server-wide compressor, which grpc-go 1.33 applies to every reply
+// whatever the client accepts and whatever its size). When listening it prints
 // "grpc-go greet server listening on HOST:PORT" on stderr; SIGINT/SIGTERM stop it gracefully
 // (in-flight calls finish) and it exits 0.
 //
@@ -108,14 +110,24 @@ func (s *greetServer) SayHelloBidirectionalStreaming(
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on, host:port")
 	workDelay := flag.Duration("work-delay", 0, "time each greeting takes (simulated backend work)")
+	compression := flag.String("compression", "none", "compress replies: none or gzip")
 	flag.Parse()
+	var options []grpc.ServerOption
+	switch *compression {
+	case "none":
+	case "gzip":
+		options = append(options, grpc.RPCCompressor(grpc.NewGZIPCompressor()))
+	default:
+		fmt.Fprintf(os.Stderr, "-compression is none or gzip, not %q\n", *compression)
+		os.Exit(2)
+	}
 
 	listener, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot listen on %s: %v\n", *addr, err)
 		os.Exit(1)
 	}
-	server := grpc.NewServer()
+	server := grpc.NewServer(options...)
 	pb.RegisterGreetServiceServer(server, &greetServer{workDelay: *workDelay})
 
 	signals := make(chan os.Signal, 1)
