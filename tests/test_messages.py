@@ -559,7 +559,7 @@ def test_build_gives_the_constructors_instance(
         {"maybe_flag": betterproto.PLACEHOLDER},
         {"text": None},
     ],
-    ids=repr,
+    ids=lambda fields: repr(fields).replace(repr(betterproto.PLACEHOLDER), "PLACEHOLDER"),
 )
 def test_build_decides_serialized_on_wire_as_betterproto(fields: dict[str, Any]) -> None:
     built = build(Scalars, **fields)

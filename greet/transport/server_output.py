@@ -213,7 +213,11 @@ class ServerOutput:
             return
         log.debug("connection from %s closing: %s", self.peer_name, reason)
         if transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the peer is gone already (ENOTCONN): nothing left to linger for
+                transport.abort()
+                return
         self.loop.call_later(LINGER, self._close_now)
 
     def _close_now(self) -> None:
