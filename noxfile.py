@@ -11,6 +11,7 @@ default `codegen_check` session) fails when it is stale. `nox -s lock` rewrites 
 from __future__ import annotations
 
 import filecmp
+import os
 import re
 import shutil
 import sys
@@ -46,6 +47,7 @@ LOCK_FILE = ROOT / "constraints.txt"
 DOCKERFILE = ROOT / "Dockerfile"
 LINTED = ["greet", "tests", "noxfile.py", "benchmarks", "tools"]
 TYPECHECKED = ["greet", "tests", "noxfile.py", "tools"]
+TEST_WORKERS = min(8, max(3, os.cpu_count() or 1))
 
 
 def install_group(session: nox.Session, group: str) -> None:
@@ -170,10 +172,15 @@ def codegen_check(session: nox.Session) -> None:
 @nox.parametrize("engine", ["nghttp2", "h2"])
 def tests(session: nox.Session, engine: str) -> None:
     """The test suite against the package installed as a user would install it, once per
-    HTTP/2 engine (GREET_HTTP2_ENGINE: servers, clients and the CLI in the tests all use it)."""
+    HTTP/2 engine (GREET_HTTP2_ENGINE: servers, clients and the CLI in the tests all use it).
+
+    By default in TEST_WORKERS parallel processes (pytest-xdist): most tests wait on sockets,
+    timers and child processes, so even two cores run three at once well. Arguments after `--`
+    replace the default (`nox -s tests -- -k bidi` runs in one process)."""
     install_group(session, "test")
     session.install(".")
-    session.run("pytest", *(session.posargs or ["-q"]), env={"GREET_HTTP2_ENGINE": engine})
+    default = ["-q", "-n", str(TEST_WORKERS)]
+    session.run("pytest", *(session.posargs or default), env={"GREET_HTTP2_ENGINE": engine})
 
 
 def runtime_dependencies() -> list[str]:

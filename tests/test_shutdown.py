@@ -243,4 +243,3 @@ async def test_greet_client_stream_that_keeps_sending_completes_during_a_drain()
         assert len(names) > 10
         assert await process.wait() == 0
     assert_clean_log(process)
-
