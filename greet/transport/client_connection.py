@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from greet.transport.config import ChannelConfig
 from greet.transport.engine import EngineFailure, ErrorCode, Headers, StreamGone, new_engine
@@ -28,7 +27,7 @@ from greet.transport.errors import (
     StreamRefused,
     StreamReset,
 )
-from greet.transport.writes import WriteBatcher
+from greet.transport.writes import WriteBatcher, batching_transport
 
 if TYPE_CHECKING:
     from grpclib.exceptions import StreamTerminatedError
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["ClientConnection"]
 
 log = logging.getLogger("greet.client")
-
-WRITE_BUFFER_HIGH = 256 * 1024
 
 
 class ClientConnection(asyncio.Protocol):
@@ -88,12 +85,7 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        self._transport = transport = batching_transport(transport)
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.engine = new_engine(

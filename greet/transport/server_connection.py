@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from grpclib.const import Status
 from grpclib.protocol import Peer
@@ -44,7 +43,7 @@ from greet.transport.policy import PingStrikes, TokenBucket
 from greet.transport.request_head import BadRequestHead
 from greet.transport.server_output import ServerOutput
 from greet.transport.server_stream import ServerCall
-from greet.transport.writes import WriteBatcher
+from greet.transport.writes import WriteBatcher, batching_transport
 
 if TYPE_CHECKING:
     from greet.transport.server import TransportServer
@@ -54,7 +53,6 @@ __all__ = ["ServerConnection"]
 log = logging.getLogger("greet.transport")
 
 MAX_STREAM_ID = 2**31 - 1
-WRITE_BUFFER_HIGH = 256 * 1024
 
 
 class ServerConnection(ServerOutput, asyncio.Protocol):
@@ -89,12 +87,7 @@ class ServerConnection(ServerOutput, asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's subclasses
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        self._transport = transport = batching_transport(transport)
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.peer = Peer(transport)

@@ -10,9 +10,25 @@ call that ran in that round has queued what it had. The order of bytes is the en
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
+from typing import cast
 
-__all__ = ["WriteBatcher"]
+__all__ = ["WRITE_BUFFER_HIGH", "WriteBatcher", "batching_transport"]
+
+WRITE_BUFFER_HIGH = 256 * 1024
+"""Bytes queued in the transport above which it tells the connection to pause writing."""
+
+
+def batching_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
+    """A new connection's transport, set up for batched writes: TCP_NODELAY (greet batches its
+    own writes, so Nagle would only delay them) and the WRITE_BUFFER_HIGH pause mark."""
+    stream = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's subclasses
+    sock = stream.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    stream.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+    return stream
 
 
 class WriteBatcher:
