@@ -205,10 +205,6 @@ class Http2Engine(Protocol):
         """Report no more events: the connection is closing (the rest of the input is dropped)."""
 
     @property
-    def max_outbound_frame(self) -> int:
-        """The peer's SETTINGS_MAX_FRAME_SIZE."""
-
-    @property
     def peer_max_concurrent_streams(self) -> int:
         """The peer's SETTINGS_MAX_CONCURRENT_STREAMS (how many streams we may open)."""
 

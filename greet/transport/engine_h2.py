@@ -385,9 +385,5 @@ class H2Engine:
         return stream is not None and not stream.closed
 
     @property
-    def max_outbound_frame(self) -> int:
-        return self._h2.max_outbound_frame_size
-
-    @property
     def peer_max_concurrent_streams(self) -> int:
         return self._h2.remote_settings.max_concurrent_streams

@@ -275,9 +275,5 @@ class NgHttp2Engine:
         return True
 
     @property
-    def max_outbound_frame(self) -> int:
-        return self._conn.remote_settings.get(ngh2.Setting.MAX_FRAME_SIZE, 16384)
-
-    @property
     def peer_max_concurrent_streams(self) -> int:
         return self._peer_max_streams
