@@ -255,15 +255,7 @@ class ClientStream(ClientStreamSignals, Stream[Any, Any]):
             self._trailers_only = True
             (initial,) = await self._dispatch.recv_initial_metadata(MultiDict())
             self.initial_metadata = initial
-            status, message, details = self._process_grpc_status(headers_map)
-            (trailing,) = await self._dispatch.recv_trailing_metadata(
-                decode_metadata(headers),
-                status=status,
-                status_message=message,
-                status_details=details,
-            )
-            self.trailing_metadata = trailing
-            self._raise_for_grpc_status(status, message, details)
+            await self._end_with_status(headers, headers_map)
         else:
             (initial,) = await self._dispatch.recv_initial_metadata(decode_metadata(headers))
             self.initial_metadata = initial
@@ -315,7 +307,14 @@ class ClientStream(ClientStreamSignals, Stream[Any, Any]):
             self.trailing_metadata = empty_metadata()
             return
         trailers = text_headers(trailers_seen)
-        status, message, details = self._process_grpc_status(dict(trailers))
+        await self._end_with_status(trailers, dict(trailers))
+
+    async def _end_with_status(
+        self, trailers: list[tuple[str, str]], trailer_map: dict[str, str]
+    ) -> None:
+        """The call's status from its trailers (or trailers-only headers): the trailing metadata
+        for listeners and `trailing_metadata`, and GRPCError unless the status is OK."""
+        status, message, details = self._process_grpc_status(trailer_map)
         (trailing,) = await self._dispatch.recv_trailing_metadata(
             decode_metadata(trailers),
             status=status,
