@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -40,7 +39,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from server_process import READY_PATTERN
+from server_process import ServerProcess
 from waiting import wait_until
 
 from greet.client import GreetClient, RetryPolicy, RpcError
@@ -578,9 +577,9 @@ runpy.run_module("greet.server", run_name="__main__", alter_sys=True)
 MODULES_LINE = re.compile(r"opentelemetry modules: (\[.*\])")
 
 
-class ConsoleServer:
+class ConsoleServer(ServerProcess):
     """`python -m greet.server --port 0 ARGS` (or `code` run as it), its stdout (where the
-    console exporter writes) in a file, its stderr lines in `log_lines`."""
+    console exporter writes) in the file `out`, its stderr lines in `log_lines`."""
 
     def __init__(
         self,
@@ -589,71 +588,8 @@ class ConsoleServer:
         args: Sequence[str] = (),
         code: str | None = None,
     ) -> None:
+        super().__init__(args, env=env, cwd=str(REPO), code=code, stdout=out)
         self.out = out
-        self.env = {**os.environ, **env}
-        self.command = ["-c", code] if code is not None else ["-m", "greet.server"]
-        self.args = ["--port", "0", *args]
-        self.log_lines: list[str] = []
-        self.target = ""
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._new_line = asyncio.Event()
-
-    async def __aenter__(self) -> ConsoleServer:
-        with self.out.open("wb") as stdout:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *self.command,
-                *self.args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=asyncio.subprocess.PIPE,
-                env=self.env,
-                cwd=REPO,
-            )
-        self._reader = asyncio.create_task(self._read_stderr())
-        self.target = (await self.wait_for_log(READY_PATTERN)).group(1)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        if self._reader is not None:
-            await self._reader
-
-    async def _read_stderr(self) -> None:
-        assert self.process is not None
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            self.log_lines.append(raw.decode(errors="replace").rstrip("\n"))
-            self._new_line.set()
-        self._new_line.set()
-
-    async def wait_for_log(self, pattern: re.Pattern[str]) -> re.Match[str]:
-        async def first_match() -> re.Match[str]:
-            while True:
-                for line in self.log_lines:
-                    if match := pattern.search(line):
-                        return match
-                assert self._reader is not None
-                if self._reader.done():
-                    raise AssertionError(
-                        f"no {pattern.pattern!r} in:\n" + "\n".join(self.log_lines)
-                    )
-                self._new_line.clear()
-                await self._new_line.wait()
-
-        return await asyncio.wait_for(first_match(), 30)
-
-    async def stop(self) -> int:
-        """SIGTERM; the exit status once it is gone (its spans flushed at exit)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.process.wait(), 30)
-        assert self._reader is not None
-        await self._reader
-        return code
 
     def spans(self) -> list[dict[str, Any]]:
         """The spans the console exporter printed so far (one JSON object each)."""

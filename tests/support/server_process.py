@@ -12,8 +12,10 @@ import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 __all__ = ["READY_PATTERN", "CompletedCommand", "ServerProcess", "run_client_cli"]
 
@@ -48,6 +50,9 @@ async def run_client_cli(
 READY_PATTERN = re.compile(r"greet server listening on ([^\s\"]+)")
 
 
+_Process = TypeVar("_Process", bound="ServerProcess")
+
+
 class ServerProcess:
     """A `python -m greet.server` child process; its stderr lines are kept in `log_lines`."""
 
@@ -58,13 +63,18 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         module: str = "greet.server",
+        code: str | None = None,
+        stdout: Path | None = None,
     ) -> None:
+        """`python -m module ARGS` (or `python -c code ARGS`), with `--port 0` unless ARGS
+        name a port; its stdout goes to the file `stdout` if given, else nowhere."""
         self.args = list(args)
         if not any(arg == "--port" or arg.startswith("--port=") for arg in self.args):
             self.args += ["--port", "0"]
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
-        self.module = module
+        self.command = ["-c", code] if code is not None else ["-m", module]
+        self.stdout = stdout
         self.log_lines: list[str] = []
         self.target = ""
         self.process: asyncio.subprocess.Process | None = None
@@ -76,19 +86,19 @@ class ServerProcess:
         assert self.process is not None
         return self.process.pid
 
-    async def start(self, timeout: float = 30.0) -> ServerProcess:
+    async def start(self: _Process, timeout: float = 30.0) -> _Process:
         """Start the process and wait until it says it is listening."""
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            self.module,
-            *self.args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.env,
-            cwd=self.cwd,
-        )
+        with self.stdout.open("wb") if self.stdout is not None else nullcontext() as out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *self.command,
+                *self.args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out if out is not None else asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.env,
+                cwd=self.cwd,
+            )
         self._reader = asyncio.create_task(self._read_log())
         match = await self.wait_for_log(READY_PATTERN, timeout=timeout)
         self.target = match.group(1)
@@ -146,7 +156,7 @@ class ServerProcess:
             await self.wait(timeout)
             raise
 
-    async def __aenter__(self) -> ServerProcess:
+    async def __aenter__(self: _Process) -> _Process:
         return await self.start()
 
     async def __aexit__(
