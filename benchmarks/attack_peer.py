@@ -109,7 +109,7 @@ class StreamResult:
     """What came back on one stream."""
 
     grpc_status: int | None = None
-    reset: int | None = None  # RST_STREAM code
+    reset: int | None = None  # the first RST_STREAM's code (`Observed.resets` counts them all)
     data_bytes: int = 0
     ended: bool = False  # END_STREAM or RST_STREAM seen
 
@@ -314,7 +314,9 @@ class AttackPeer:
             code = struct.unpack(">I", payload[:4])[0]
             seen.resets[code] += 1
             result = seen.streams.setdefault(stream_id, StreamResult())
-            result.reset, result.ended = code, True
+            if result.reset is None:  # the first reset says how the stream ended
+                result.reset = code
+            result.ended = True
         elif kind == PING and flags & ACK:
             seen.ping_acks += 1
         elif kind == SETTINGS:
