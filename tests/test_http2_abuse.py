@@ -236,9 +236,16 @@ async def test_stalled_readers_hold_bounded_memory_and_release_it(server: Server
     await memory_returns(server, before)
 
 
-async def test_oversized_metadata_fails_that_call_not_the_connection(server: ServerProcess) -> None:
+@pytest.mark.parametrize(
+    ("count", "size"),
+    [(64, 16000), (256, 4096)],  # 1 MiB of metadata: the second takes 65 CONTINUATION frames
+    ids=["64x16000", "256x4096"],
+)
+async def test_oversized_metadata_fails_that_call_not_the_connection(
+    server: ServerProcess, count: int, size: int
+) -> None:
     peer = await RawPeer.connect(server.target)
-    big = [(f"x-big-{index}", "v" * 16000) for index in range(64)]  # 1 MiB of metadata
+    big = [(f"x-big-{index}", "v" * size) for index in range(count)]
     streams = []
     for _ in range(4):
         stream_id = peer.new_stream()

@@ -20,15 +20,17 @@ from grpclib.const import Cardinality, Status
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.exceptions import GRPCError
 from h2.config import H2Configuration
-from h2.events import ConnectionTerminated
-from hyperframe.frame import GoAwayFrame
+from h2.events import ConnectionTerminated, RequestReceived
+from h2.exceptions import ProtocolError
+from hpack import Encoder
+from hyperframe.frame import ContinuationFrame, GoAwayFrame, HeadersFrame, SettingsFrame
 
 from greet.service import GreetService
 from greet.transport import Channel, TransportServer
 from greet.transport.client_stream import ClientStream
 from greet.transport.decoding import field_rules
 from greet.transport.engine import EngineLimits
-from greet.transport.h2_connection import GreetH2Connection
+from greet.transport.h2_connection import GreetH2Connection, HeaderBlockBuffer
 from greet.transport.server_stream import ServerCall
 from greet_service import HelloRequest, HelloResponse, NamesList
 
@@ -202,6 +204,43 @@ def test_h2_starts_with_greet_s_settings() -> None:
     assert connection.max_inbound_frame_size == limits.max_frame_size
     assert connection.decoder.max_header_list_size == limits.hard_header_list_size
     assert limits.hard_header_list_size == GreetH2Connection.DEFAULT_MAX_HEADER_LIST_SIZE
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize()
+
+
+def header_block_frames(continuations: int) -> bytes:
+    """A request HEADERS frame whose block goes on in `continuations` CONTINUATION frames."""
+    block = Encoder().encode(
+        [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/x"), (b":authority", b"a"),
+         (b"x-big", b"v" * (continuations * 100))],
+        huffman=False,
+    )  # fmt: skip
+    size = -(-len(block) // (continuations + 1))
+    parts = [block[i : i + size] for i in range(0, len(block), size)]
+    first = HeadersFrame(1, data=parts[0], flags=["END_STREAM"])
+    rest = [ContinuationFrame(1, data=part) for part in parts[1:]]
+    rest[-1].flags.add("END_HEADERS")
+    return b"".join(frame.serialize() for frame in (first, *rest))
+
+
+def test_h2_header_blocks_may_span_greet_s_continuation_limit() -> None:
+    """h2's FrameBuffer assembles header blocks in `_update_header_buffer` from
+    `_headers_buffer` and gives up after 64 CONTINUATION frames; greet's `incoming_buffer`
+    (HeaderBlockBuffer) takes EngineLimits.max_continuations and no more."""
+    from h2.frame_buffer import CONTINUATION_BACKLOG, FrameBuffer
+
+    assert CONTINUATION_BACKLOG == 64
+    assert "_update_header_buffer" in vars(FrameBuffer)
+    assert FrameBuffer()._headers_buffer == []
+    limit = EngineLimits().max_continuations
+    connection = h2_server()
+    assert isinstance(connection.incoming_buffer, HeaderBlockBuffer)
+    events = connection.receive_data(PREFACE + header_block_frames(limit))
+    (request,) = [event for event in events if isinstance(event, RequestReceived)]
+    assert dict(request.headers)[b"x-big"] == b"v" * (limit * 100)
+    with pytest.raises(ProtocolError, match="Too many continuation frames"):
+        h2_server().receive_data(PREFACE + header_block_frames(limit + 1))
 
 
 # -- betterproto ------------------------------------------------------------------------------

@@ -61,6 +61,12 @@ class _Outbound:
     trailers: Headers | None = None
 
 
+RECEIVE_SLICE = 16 * 1024
+"""Bytes of input h2 parses at a time. h2 turns all it is given into events before any is
+handled, so a 256 KiB read of a rapid-reset flood would be parsed whole (about half a second)
+after the reset limit has already closed the connection; libnghttp2 stops where the limit trips."""
+
+
 class H2Engine:
     """One connection's h2 state, with send queues and greet's checks."""
 
@@ -109,6 +115,15 @@ class H2Engine:
     # -- input -------------------------------------------------------------------------------
 
     def receive(self, data: bytes) -> None:
+        if len(data) <= RECEIVE_SLICE:
+            self._receive(data)
+            return
+        for start in range(0, len(data), RECEIVE_SLICE):
+            if self._halted:  # a limit closed the connection: parse none of the rest
+                return
+            self._receive(data[start : start + RECEIVE_SLICE])
+
+    def _receive(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)
         except ProtocolError as error:
