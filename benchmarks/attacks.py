@@ -518,7 +518,13 @@ class Record:
 
     @property
     def reacted(self) -> bool:
-        return bool(self.observed.get("goaway") or self.observed.get("rst_stream"))
+        """GOAWAY, RST_STREAM, or an error status answering the attacker's own calls (issue 8
+        accepts RESOURCE_EXHAUSTED for a call with oversized metadata as well as a reset)."""
+        refused = any(
+            str(outcome).startswith("status ") and outcome != "status 0"
+            for outcome in self.extra.get("calls", [])
+        )
+        return bool(self.observed.get("goaway") or self.observed.get("rst_stream") or refused)
 
 
 def merge(peers: Sequence[AttackPeer]) -> dict[str, Any]:
@@ -658,7 +664,9 @@ def verdict(record: Record, grpcio: Record | None) -> str:
     if growth > RSS_BUDGET_MB:
         failed.append(f"RSS after is {growth:.0f} MB above before")
     if grpcio is not None and grpcio.reacted and not record.reacted:
-        failed.append("no GOAWAY or RST where grpcio got " + describe(grpcio.observed)[14:])
+        failed.append(
+            "no GOAWAY, RST or error status where grpcio got " + describe(grpcio.observed)[14:]
+        )
     text = "PASS" if not failed else "FAIL: " + "; ".join(failed)
     if grpcio is None:
         text += " (no grpcio row to compare the attacker's outcome with)"
