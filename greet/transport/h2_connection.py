@@ -60,7 +60,7 @@ class HeaderBlockBuffer(FrameBuffer):
                 self._folded.clear()
         elif not buffered:
             self._continuations = 0
-            self._block_bytes = len(f.data) if f is not None and hasattr(f, "data") else 0
+            self._block_bytes = len(getattr(f, "data", b""))  # a HEADERS frame may begin one
         return super()._update_header_buffer(f)
 
 
