@@ -1,4 +1,4 @@
-"""Write batching (greet.transport.writes): one socket write per event-loop round.
+"""Write batching (greet.transport._connection): one socket write per event-loop round.
 
 Speed itself is measured in benchmarks/; these tests pin what batching changes (how many socket
 writes a reply takes) and what it must not (every byte arrives, in order, also on close).
@@ -16,7 +16,7 @@ from loopback import bound_socket
 from greet.client import GreetClient
 from greet.service import GreetService
 from greet.transport import TransportConfig, TransportServer
-from greet.transport.server_connection import ServerConnection
+from greet.transport._server import ServerConnection
 
 
 class RecordingTransport:

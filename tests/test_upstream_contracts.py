@@ -26,12 +26,10 @@ from hpack import Encoder
 from hyperframe.frame import ContinuationFrame, GoAwayFrame, HeadersFrame, SettingsFrame
 
 from greet.service import GreetService
-from greet.transport import Channel, TransportServer
-from greet.transport.client_stream import ClientStream
+from greet.transport import Channel, ClientStream, ServerCall, TransportServer
+from greet.transport._engine import EngineLimits
+from greet.transport._engines.h2 import GreetH2Connection, HeaderBlockBuffer
 from greet.transport.decoding import field_rules
-from greet.transport.engine import EngineLimits
-from greet.transport.h2_connection import GreetH2Connection, HeaderBlockBuffer
-from greet.transport.server_stream import ServerCall
 from greet_service import HelloRequest, HelloResponse, NamesList
 
 # -- grpclib -----------------------------------------------------------------------------------

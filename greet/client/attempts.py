@@ -34,8 +34,7 @@ from greet.client.pool import EndpointPool, EndpointState
 from greet.client.requests import ReplayableRequests
 from greet.client.retry import RetryBudget
 from greet.errors import RpcError
-from greet.transport.channel import Channel
-from greet.transport.client_stream import ClientStream
+from greet.transport import Channel, ClientStream
 
 __all__ = ["AttemptRunner", "Body", "Exchange", "single"]
 

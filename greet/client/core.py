@@ -37,7 +37,7 @@ from greet.client.service_config import ServiceConfig
 from greet.client.targets import Endpoint, parse_targets
 from greet.errors import MetadataValue
 from greet.messages import build
-from greet.transport.config import ChannelConfig
+from greet.transport import ChannelConfig
 from greet_service import (
     HelloRequest,
     HelloResponse,

@@ -11,7 +11,7 @@
                             UNAVAILABLE
     RpcError                already one (greet's own checks, e.g. a unary call with no reply)
 
-Message texts are never read: the types (greet.transport.errors) carry what is known, including
+Message texts are never read: the types (greet.transport) carry what is known, including
 `processed`, whether the server may have seen the request. An attempt its server refused or a
 GOAWAY left out (StreamRefused, NotProcessed) gets A6's transparent retry (`transparent`); one
 that found no connection was not processed either, but follows the retry policy (backoff,
@@ -27,8 +27,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from greet.errors import RpcError
-from greet.transport.engine import ErrorCode
-from greet.transport.errors import ConnectionEnded, StreamReset
+from greet.transport import ConnectionEnded, ErrorCode, StreamReset
 
 __all__ = ["ATTEMPT_ERRORS", "Failure", "classify"]
 

@@ -8,7 +8,7 @@
 
     GreetClient(targets, interceptors=[...], attempt_interceptors=[...])
 
-The shape is the server's (greet.transport.interception): interceptors run in the order given
+The shape is the server's (greet.transport._server_call): interceptors run in the order given
 (the first is the outermost), each before and after the rest of the chain. A call interceptor
 sees the ClientCall (greet.client.calls): method, kind, metadata, deadline and retry policy; an
 attempt interceptor the ClientAttempt: its endpoint, its number, whether it is a transparent

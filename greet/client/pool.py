@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 from greet.client.resolver import Resolve, resolve_dns
 from greet.client.targets import DnsName, Endpoint, Target
-from greet.transport.channel import Channel
-from greet.transport.config import ChannelConfig
+from greet.transport import Channel, ChannelConfig
 
 __all__ = ["EndpointPool", "EndpointState", "PoolOptions"]
 

@@ -17,7 +17,7 @@ service config's job (greet.client.service_config):
   `token_ratio`; while the tokens are at or below half of `max_tokens`, failed calls are not
   retried. In an outage the extra load from retries is thus bounded by about `max_tokens / 2`
   attempts, then by `token_ratio` times the successful calls.
-- An attempt the server did not process (greet.transport.errors: StreamRefused, NotProcessed) is
+- An attempt the server did not process (greet.transport: StreamRefused, NotProcessed) is
   retried once per call at once, whatever the policy (A6's transparent retry): no backoff, no
   token, not counted in `max_attempts`.
 """

@@ -47,8 +47,7 @@ from greet.middleware.access_log import AccessLog
 from greet.middleware.auth import BearerTokenAuth, TokenFile
 from greet.middleware.metrics import ServerMetrics
 from greet.middleware.observer import CallObserver, final_status
-from greet.transport.interception import Interceptor, Proceed
-from greet.transport.server_stream import ServerCall
+from greet.transport import Interceptor, Proceed, ServerCall
 
 __all__ = [
     "AccessLog",

@@ -25,7 +25,7 @@ from grpclib.const import Status
 
 from greet.addresses import format_peer
 from greet.middleware.observer import CallObserver
-from greet.transport.server_stream import ServerCall
+from greet.transport import ServerCall
 
 __all__ = ["ACCESS_LOGGER", "AccessLog"]
 

@@ -28,8 +28,7 @@ from pathlib import Path
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from greet.transport.interception import Proceed
-from greet.transport.server_stream import ServerCall
+from greet.transport import Proceed, ServerCall
 
 __all__ = [
     "OPEN_METHOD_PREFIXES",

@@ -32,7 +32,7 @@ from grpclib.const import Cardinality, Handler, Status
 
 from greet.grpc_labels import CODE_NAMES, LATENCY_BUCKETS, grpc_type, method_labels
 from greet.middleware.observer import CallObserver
-from greet.transport.server_stream import ServerCall
+from greet.transport import ServerCall
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -20,8 +20,7 @@ from __future__ import annotations
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from greet.transport.interception import Proceed
-from greet.transport.server_stream import ServerCall
+from greet.transport import Proceed, ServerCall
 
 __all__ = ["CallObserver", "final_status"]
 

@@ -42,9 +42,7 @@ from greet.span_conventions import (
     span_name,
 )
 from greet.telemetry import greet_tracer, tracer_provider
-from greet.transport.interception import Proceed
-from greet.transport.server import TransportServer
-from greet.transport.server_stream import ServerCall
+from greet.transport import Proceed, ServerCall, TransportServer
 
 __all__ = ["METADATA_GETTER", "MetadataGetter", "ServerTracing"]
 
@@ -99,7 +97,7 @@ class ServerTracing:
             raise
         finally:
             # Set back rather than detached: on Python < 3.12 a call that had to wait goes on
-            # in a copy of the context it started in (greet.transport.eager), where the token
+            # in a copy of the context it started in (greet.transport._server_call), where the token
             # attach() returned cannot be reset.
             context.attach(outside)
             status = final_status(call, raised)

@@ -1,53 +1,58 @@
 """greet's HTTP/2 transport: grpclib's servicer, stub and stream APIs on a layer greet owns.
 
-engine.py             the HTTP/2 engine seam (Http2Engine, EngineEvents) and its choice
-engine_nghttp2.py     libnghttp2 through ngh2 (the default where its wheel installs)
-engine_h2.py          pure-Python h2 (the fallback)
-h2_connection.py      GreetH2Connection: h2's connection with greet's settings and GOAWAY
-frames.py             the few raw frames greet writes itself
-headers.py            RFC 9113 request header checks (for the h2 engine)
-request_head.py       a request's headers read once: method route, deadline, metadata
-receiving.py          receive limits: gRPC message framing, size limit first
-compression.py        gzip and deflate messages, decompression bounded by the size limit
-decoding.py           strict decoding: malformed protobuf is INVALID_ARGUMENT
-policy.py             abuse limits: RST_STREAM and SETTINGS token buckets, ping strikes
-lifecycle.py          handshake timeout, keepalive, idleness, maximum age
-writes.py             write batching: one socket write per event-loop round
-events.py             which grpclib server events have listeners
-responses.py          the header blocks a server sends: headers, trailers, rejections
-server_stream.py      ServerCall (a grpclib.server.Stream)
-interception.py       server interceptors: the chain around a handler
-call_runner.py        the task that serves a call: handler, interceptors, trailers
-eager.py              starting a handler's task eagerly (no event-loop round first)
-server_output.py      what a server connection writes: backpressure, trailers, closing
-server_connection.py  one server connection: calls, limits, drain
-server.py             TransportServer (a grpclib.server.Server): connections, shutdown
-client_stream.py      ClientStream (a grpclib.client.Stream)
-client_signals.py     what a client stream is told by its connection, and the waits it ends
-client_heads.py       a client call's request headers; quick reads of the usual replies
-client_connection.py  one client connection: streams, GOAWAY, keepalive, handshake
-channel.py            Channel (a grpclib.client.Channel) on the engine of choice
-errors.py             how a client stream ends badly, as types
-config.py             TransportConfig, KeepalivePolicy, ChannelConfig, ClientKeepalive
+This module is the package's public face; the modules behind it are private, one concept each:
+
+    _engine.py          the HTTP/2 engine seam (Http2Engine, EngineEvents) and the raw frames
+    _engines/           the two engines: nghttp2 (libnghttp2 through ngh2) and h2 (pure Python)
+    _connection.py      the connection core both roles share: reads, batched writes,
+                        backpressure, acknowledgements, keepalive, abuse limits, closing
+    _wire.py            gRPC on the wire: message framing, compression, header blocks
+    _server.py          TransportServer and the server role of a connection
+    _server_call.py     ServerCall (what handlers get as `stream`), its interceptor chain
+    _client.py          Channel and the client role of a connection
+    _client_stream.py   ClientStream and how a client call ends badly, as types
+    config.py           TransportConfig, KeepalivePolicy, ChannelConfig, ClientKeepalive
 """
 
-from greet.transport.channel import Channel
-from greet.transport.config import ChannelConfig, ClientKeepalive, KeepalivePolicy, TransportConfig
-from greet.transport.engine import (
+from greet.transport._client import Channel
+from greet.transport._client_stream import (
+    ClientStream,
+    ConnectionEnded,
+    ConnectionLost,
+    HandshakeFailed,
+    NotProcessed,
+    StreamRefused,
+    StreamReset,
+)
+from greet.transport._engine import (
     ENGINE_NAMES,
     EngineName,
+    ErrorCode,
     default_engine_name,
     describe_engine,
 )
-from greet.transport.server import TransportServer
+from greet.transport._server import TransportServer
+from greet.transport._server_call import Interceptor, Proceed, ServerCall
+from greet.transport.config import ChannelConfig, ClientKeepalive, KeepalivePolicy, TransportConfig
 
 __all__ = [
     "ENGINE_NAMES",
     "Channel",
     "ChannelConfig",
     "ClientKeepalive",
+    "ClientStream",
+    "ConnectionEnded",
+    "ConnectionLost",
     "EngineName",
+    "ErrorCode",
+    "HandshakeFailed",
+    "Interceptor",
     "KeepalivePolicy",
+    "NotProcessed",
+    "Proceed",
+    "ServerCall",
+    "StreamRefused",
+    "StreamReset",
     "TransportConfig",
     "TransportServer",
     "default_engine_name",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from greet.transport.compression import ENCODINGS
-from greet.transport.engine import ENGINE_NAMES, EngineLimits, EngineName, default_engine_name
+from greet.transport._engine import ENGINE_NAMES, EngineLimits, EngineName, default_engine_name
+from greet.transport._wire import ENCODINGS
 
 __all__ = ["ChannelConfig", "ClientKeepalive", "KeepalivePolicy", "TransportConfig"]
 
@@ -68,8 +68,8 @@ class TransportConfig:
     settings_burst: int = 100
     stream_send_buffer: int = 64 * 1024
     connection_send_buffer: int = 4 * MIB
-    eager_calls: bool = True  # greet.transport.eager
-    compression: str | None = None  # reply encoding (greet.transport.compression), if accepted
+    eager_calls: bool = True  # greet.transport._server_call
+    compression: str | None = None  # reply encoding (greet.transport._wire), if accepted
     compression_threshold: int = 1024  # smaller replies stay uncompressed
 
     def __post_init__(self) -> None:
@@ -125,7 +125,7 @@ class ClientKeepalive:
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """What a client connection (greet.transport.channel.Channel) needs to know."""
+    """What a client connection (greet.transport._client.Channel) needs to know."""
 
     engine: EngineName = field(default_factory=default_engine_name)
     handshake_timeout: float = 20.0

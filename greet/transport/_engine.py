@@ -1,15 +1,18 @@
-"""The HTTP/2 engine seam: what greet's connections need from an HTTP/2 library, and which one.
+"""The HTTP/2 engine seam: what greet's connections need from an HTTP/2 library, and which one;
+and the few raw frames greet writes itself.
 
 Two engines implement `Http2Engine`, both first-class and tested with the whole suite:
 
-    nghttp2   libnghttp2 through ngh2 (greet.transport.engine_nghttp2): the default wherever the
-              ngh2 wheel installs; about 30x less CPU per exchange than h2
-    h2        pure-Python h2 (greet.transport.engine_h2): the fallback, and the pure-Python path
+    nghttp2   libnghttp2 through ngh2 (greet.transport._engines.nghttp2): the default wherever
+              the ngh2 wheel installs; about 30x less CPU per exchange than h2
+    h2        pure-Python h2 (greet.transport._engines.h2): the fallback, and the pure-Python path
 
 An engine is sans-I/O: bytes in (`receive`), bytes out (`data_to_send`). It reports what the peer
 did by calling the methods of `EngineEvents` (implemented by greet's connection classes) while
 `receive` and `data_to_send` run, and raises `EngineFailure` when the peer broke the protocol badly
-enough that the connection has to go (with the GOAWAY error code to send).
+enough that the connection has to go (with the GOAWAY error code to send). The engine is the one
+owner of the HTTP/2 stream states: greet asks it (`is_stream_open`, `queued`) instead of keeping
+copies.
 
 Both engines present the same semantics, so everything above this seam (limits, drain, keepalive,
 streams) is written once:
@@ -22,21 +25,35 @@ streams) is written once:
   resets that stream with PROTOCOL_ERROR and the connection lives on;
 - MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE are advertised as given, but enforced by the
   connection (per stream: REFUSED_STREAM, RESOURCE_EXHAUSTED), never by closing the connection.
+
+Raw frames (RFC 9113 section 6): an engine owns its connection's byte stream, with two exceptions:
+- `goaway_frame`: after an engine has failed (libnghttp2 refuses all output once a flood limit
+  trips), the connection still owes the peer a GOAWAY with the error code before it closes;
+- `settings_frame`: MAX_CONCURRENT_STREAMS is advertised in a SETTINGS frame of greet's own, sent
+  right after the engine's first SETTINGS, so that the engine does not enforce it. Both engines
+  close the whole connection when a peer goes over a limit they enforce (h2: TooManyStreamsError;
+  libnghttp2: GOAWAY PROTOCOL_ERROR), while RFC 9113 section 5.1.2 asks for a stream error; the
+  connection refuses each stream over the limit with REFUSED_STREAM instead.
+  libnghttp2 treats a SETTINGS ACK it did not ask for as a protocol error, so `SettingsAckFilter`
+  takes the peer's ACK of greet's SETTINGS frame out of the bytes before they reach it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Sequence
+import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, Protocol
 
 __all__ = [
+    "CLIENT_PREFACE",
     "DEFAULT_ENGINE",
     "ENGINE_ENV",
     "ENGINE_NAMES",
+    "SETTINGS_MAX_CONCURRENT_STREAMS",
     "EngineEvents",
     "EngineFailure",
     "EngineLimits",
@@ -44,15 +61,27 @@ __all__ = [
     "Header",
     "Headers",
     "Http2Engine",
+    "SettingsAckFilter",
     "StreamGone",
     "default_engine_name",
     "describe_engine",
+    "goaway_frame",
     "new_engine",
+    "settings_frame",
 ]
 
+
+# -- engine ----------
+
 Header = tuple[bytes, bytes]
+
+
 Headers = Sequence[Header]
+
+
 EngineName = Literal["nghttp2", "h2"]
+
+
 ENGINE_NAMES: tuple[EngineName, ...] = ("nghttp2", "h2")
 
 
@@ -255,11 +284,11 @@ class EngineFactory(Protocol):
 def engine_factory(name: EngineName) -> EngineFactory:
     """The engine class for `name` (imported on first use: h2 need not load with nghttp2)."""
     if name == "nghttp2":
-        from greet.transport.engine_nghttp2 import NgHttp2Engine
+        from greet.transport._engines.nghttp2 import NgHttp2Engine
 
         return NgHttp2Engine
     if name == "h2":
-        from greet.transport.engine_h2 import H2Engine
+        from greet.transport._engines.h2 import H2Engine
 
         return H2Engine
     raise ValueError(f"unknown HTTP/2 engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
@@ -270,3 +299,108 @@ def new_engine(
 ) -> Http2Engine:
     """A new engine for one connection."""
     return engine_factory(name)(client=client, limits=limits, events=events)
+
+
+# -- frames ----------
+
+CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+FRAME_HEADER = struct.Struct(">I B B I")  # 24-bit length in the int's low bytes; see below
+
+
+TYPE_SETTINGS = 0x4
+
+
+TYPE_GOAWAY = 0x7
+
+
+FLAG_ACK = 0x1
+
+
+SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
+
+
+STREAM_ID_MASK = 0x7FFFFFFF
+
+
+def frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    """One serialized frame."""
+    header = FRAME_HEADER.pack(len(payload), frame_type, flags, stream_id & STREAM_ID_MASK)
+    return header[1:] + payload  # the length field is 24 bits: drop the int's high byte
+
+
+def settings_frame(settings: Mapping[int, int]) -> bytes:
+    """A SETTINGS frame (not an ACK) with the given identifiers and values."""
+    payload = b"".join(struct.pack(">HI", key, value) for key, value in settings.items())
+    return frame(TYPE_SETTINGS, 0, 0, payload)
+
+
+def goaway_frame(last_stream_id: int, error_code: int, debug: bytes = b"") -> bytes:
+    """A GOAWAY frame."""
+    payload = struct.pack(">II", last_stream_id & STREAM_ID_MASK, error_code) + debug
+    return frame(TYPE_GOAWAY, 0, 0, payload)
+
+
+class SettingsAckFilter:
+    """Removes the peer's ACK of one SETTINGS frame greet sent itself from received bytes.
+
+    The peer acknowledges SETTINGS frames in the order it got them (RFC 9113 section 6.5.3):
+    `skip_acks` is how many ACKs belong to the engine's SETTINGS sent before greet's frame, and
+    the ACK after them is greet's (a malformed ACK, with a payload, is left for the engine to
+    refuse). Until that ACK has passed, the filter walks frame headers
+    (9 bytes each, payloads are not copied or parsed); afterwards `done` is True and the
+    connection feeds bytes to the engine directly. A server's filter first skips the 24-byte
+    client preface.
+    """
+
+    __slots__ = ("_carry", "_preface", "_remaining", "_skip_acks", "done")
+
+    def __init__(self, *, skip_acks: int = 1, server: bool = True) -> None:
+        self._skip_acks = skip_acks
+        self._preface = len(CLIENT_PREFACE) if server else 0
+        self._remaining = 0  # bytes of the current frame's payload still to pass through
+        self._carry = b""  # an incomplete frame header
+        self.done = False
+
+    def __call__(self, data: bytes) -> bytes:
+        """The bytes to give the engine (everything but greet's SETTINGS ACK)."""
+        if self.done:
+            return data
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        out: list[bytes] = []
+        pos = 0
+        end = len(data)
+        if self._preface:
+            taken = min(self._preface, end)
+            self._preface -= taken
+            pos = taken
+        start = 0  # start of the bytes not yet copied to `out`
+        while pos < end and not self.done:
+            if self._remaining:
+                step = min(self._remaining, end - pos)
+                self._remaining -= step
+                pos += step
+                continue
+            if end - pos < 9:
+                out.append(data[start:pos])
+                self._carry = data[pos:]
+                return b"".join(out)
+            length = int.from_bytes(data[pos : pos + 3], "big")
+            frame_type = data[pos + 3]
+            flags = data[pos + 4]
+            if frame_type == TYPE_SETTINGS and flags & FLAG_ACK and length == 0:
+                if self._skip_acks:
+                    self._skip_acks -= 1
+                else:  # greet's: leave it out
+                    out.append(data[start:pos])
+                    pos += 9
+                    start = pos
+                    self.done = True
+                    break
+            pos += 9
+            self._remaining = length
+        out.append(data[start:])
+        return b"".join(out) if len(out) > 1 else out[0]

@@ -5,7 +5,7 @@ and never reported), ignores unknown frame types, queues trailers behind the bod
 CONTINUATION frames, header lists, SETTINGS entries and queued SETTINGS/PING ACKs. What this
 adapter adds: manual flow control (received DATA is acknowledged only when the connection says
 the application took it), MAX_CONCURRENT_STREAMS advertised in greet's own SETTINGS frame (see
-greet.transport.frames) so that going over it costs one stream, not the connection, and one
+greet.transport._engine) so that going over it costs one stream, not the connection, and one
 translation of ngh2's event objects into `EngineEvents` calls. libnghttp2's own RST_STREAM rate
 limit is set out of reach: the connection applies greet's (`--max-resets-per-second`) on both
 engines alike, and answers with GOAWAY ENHANCE_YOUR_CALM.
@@ -17,17 +17,15 @@ from typing import Any
 
 import ngh2
 
-from greet.transport.engine import (
+from greet.transport._engine import (
+    SETTINGS_MAX_CONCURRENT_STREAMS,
     EngineEvents,
     EngineFailure,
     EngineLimits,
     ErrorCode,
     Headers,
-    StreamGone,
-)
-from greet.transport.frames import (
-    SETTINGS_MAX_CONCURRENT_STREAMS,
     SettingsAckFilter,
+    StreamGone,
     goaway_frame,
     settings_frame,
 )

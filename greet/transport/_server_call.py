@@ -5,22 +5,55 @@ grpclib's health and reflection services and handlers written for grpclib run on
 `recv_message`, `send_initial_metadata`, `send_message`, `send_trailing_metadata`, `cancel`,
 async iteration, and the attributes `metadata`, `deadline`, `peer`, `user_agent`. grpclib's
 server events (`grpclib.events`: RecvRequest, RecvMessage, SendInitialMetadata, SendMessage,
-SendTrailingMetadata) are dispatched at the same points as in grpclib.
+SendTrailingMetadata) are dispatched at the same points as in grpclib, and only when listened to.
 
-Underneath, the call talks to its `ServerConnection` and the connection's HTTP/2 engine
-directly: request messages are cut out of DATA by a `MessageFramer` as they arrive; replies go to
-the engine's send queue, and `send_message` waits only when that queue is over
-`stream_send_buffer` for the stream (or `connection_send_buffer` for the whole connection) - a
-client that never reads holds a bounded amount of the server's memory. The task that serves a
-call is greet.transport.call_runner's.
+A call's life is a `CallState` that only the call changes; its connection tells it what happened
+(`request_data`, `request_ended`, `stream_closed`, `stream_reset`, ...) and the call decides:
+
+    RECEIVING --start--> RUNNING --trailers--> ANSWERED
+        |                   |                      |
+        +------- the stream is gone (reset, lost) -+--> CLOSED
+
+Request messages are cut out of DATA by a `MessageFramer` as they arrive; replies go to the
+connection's send queue, and `send_message` waits only when that queue is over
+`stream_send_buffer` for the stream (or `connection_send_buffer` for the whole connection).
+
+The call's handler runs through the server's interceptors:
+
+    class Interceptor(Protocol):
+        async def intercept(self, call: ServerCall, proceed: Proceed) -> None: ...
+
+Interceptors run in the order given (the first is the outermost), each before and after the rest
+of the chain, as grpc-go's `ChainUnaryInterceptor`/`ChainStreamInterceptor` and grpcio's
+`ServerInterceptor` do, for all four call kinds alike. An interceptor sees the call: its method
+(`call.method`, `call.kind`), metadata, peer, deadline and user agent. It may reject the call
+(raise `GRPCError(status, message)` instead of awaiting `proceed()`: the client gets that status,
+trailers-only, and the handler never runs) or wrap it, reading `call.status` once `proceed()` has
+returned, `call.elapsed`, `call.messages_received` and `call.messages_sent`. `proceed()` returns
+normally however the rest ended (an error, a refusal, a reset by the client: CANCELLED, the
+deadline: DEADLINE_EXCEEDED, a drain's end: UNAVAILABLE); it raises CancelledError only when the
+server itself is torn down under the call. What a handler raises becomes the status: GRPCError as
+given, a bug UNKNOWN with the traceback logged.
+
+Eager start: a handler runs in the callback that completed its request, and becomes an asyncio
+Task only if it has to wait. Most calls never wait, so a call costs no Task and its reply leaves
+in the same socket write as the callback's other output. On Python 3.12 and later this is
+asyncio's own eager start; on 3.10 and 3.11 `Resumed` carries on a coroutine whose first step
+ran already. During that first step there is no current task, so a handler that calls
+`asyncio.current_task()` before it awaits anything should run with eager calls off
+(`python -m greet.server --no-eager-calls`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
+import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
@@ -28,19 +61,231 @@ from grpclib.metadata import Deadline, _Metadata, _MetadataLike, encode_metadata
 from grpclib.server import Stream
 from multidict import MultiDict
 
-from greet.transport.call_runner import finish
-from greet.transport.compression import compress, decompress
-from greet.transport.engine import ErrorCode, Header, StreamGone
-from greet.transport.receiving import RECV_YIELD_EVERY, CompressedBody, MessageFramer, truncated
-from greet.transport.responses import RESPONSE_HEADERS, header_list, trailers
+from greet.transport._engine import ErrorCode, Header, StreamGone
+from greet.transport._wire import (
+    RECV_YIELD_EVERY,
+    RESPONSE_HEADERS,
+    CompressedBody,
+    MessageFramer,
+    compress,
+    decompress,
+    header_list,
+    trailers,
+    truncated,
+)
 
 if TYPE_CHECKING:
-    from greet.transport.request_head import Route
-    from greet.transport.server_connection import ServerConnection
+    from greet.transport._server import ServerConnection
+    from greet.transport._wire import Route
 
-__all__ = ["ServerCall"]
+__all__ = [
+    "Interceptor",
+    "Listening",
+    "Proceed",
+    "ServerCall",
+    "finish",
+    "run_call",
+    "run_chain",
+    "start_call",
+]
 
 log = logging.getLogger("greet.server")
+
+
+# -- events ----------
+
+
+class Listening:
+    """The events of one dispatcher that have listeners."""
+
+    __slots__ = ("_dispatch", "_names", "_size")
+
+    def __init__(self, dispatch: object) -> None:
+        self._dispatch = dispatch
+        self._size = -1
+        self._names: frozenset[str] = frozenset()
+
+    def names(self) -> frozenset[str]:
+        """Dispatch method names (`recv_message`, ...) with at least one listener."""
+        attributes = vars(self._dispatch)
+        if len(attributes) != self._size:
+            methods = getattr(type(self._dispatch), "__dispatch_methods__", {})
+            self._names = frozenset(name for name in methods.values() if name not in attributes)
+            self._size = len(attributes)
+        return self._names
+
+
+# -- eager ----------
+
+NATIVE_EAGER = sys.version_info >= (3, 12)
+
+
+class Resumed(Coroutine[Any, Any, None]):
+    """A coroutine that already ran its first step, for an asyncio Task to carry on: the first
+    `send` hands the Task the future the coroutine is waiting on."""
+
+    __slots__ = ("_awaiting", "_coro")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], awaiting: Any) -> None:
+        self._coro = coro
+        self._awaiting = awaiting
+
+    def send(self, value: Any) -> Any:
+        awaiting = self._awaiting
+        if awaiting is not None:
+            self._awaiting = None
+            return awaiting
+        return self._coro.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        self._awaiting = None
+        return self._coro.throw(*args)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:  # pragma: no cover - Tasks use send
+        raise TypeError("a resumed call is driven by its Task, not awaited")
+
+
+def start_call(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], *, eager: bool
+) -> asyncio.Task[None] | None:
+    """Start `coro`; None when it finished at once (eager), else its Task."""
+    if not eager:
+        return loop.create_task(coro)
+    if NATIVE_EAGER:  # pragma: no cover - Python 3.12+
+        task: asyncio.Task[None] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        return None if task.done() else task
+    context = contextvars.copy_context()
+    try:
+        awaiting = context.run(coro.send, None)
+    except StopIteration:
+        return None
+    return context.run(loop.create_task, Resumed(coro, awaiting))
+
+
+# -- interception ----------
+
+Proceed = Callable[[], Awaitable[None]]
+
+
+class Interceptor(Protocol):
+    """One link of the chain (see the module docstring)."""
+
+    async def intercept(self, call: ServerCall, proceed: Proceed) -> None: ...
+
+
+def run_chain(
+    call: ServerCall,
+    interceptors: Sequence[Interceptor],
+    innermost: Callable[[ServerCall], Awaitable[None]],
+    guard: Callable[[ServerCall, Awaitable[None]], Awaitable[None]],
+    index: int = 0,
+) -> Awaitable[None]:
+    """The chain from `interceptors[index]` on, ending in `innermost(call)`. Each `proceed()`
+    runs the rest under `guard`, which turns what an inner interceptor raised into the call's
+    status, so that `proceed()` returns with `call.status` set (see the module docstring)."""
+    if index == len(interceptors):
+        return innermost(call)
+
+    def proceed() -> Awaitable[None]:
+        return guard(call, run_chain(call, interceptors, innermost, guard, index + 1))
+
+    return interceptors[index].intercept(call, proceed)
+
+
+# -- call_runner ----------
+
+
+async def finish(
+    call: ServerCall, status: Status, message: str | None = None, details: Any = None
+) -> None:
+    """Send the trailers that end `call`, unless the stream is already done."""
+    if call._send_trailing_metadata_done or call._cancel_done or call.closed:
+        return
+    if (
+        status is Status.OK
+        and not call._cardinality.server_streaming
+        and not call._send_message_done
+    ):
+        log.error("%s returned without sending its one reply message", call._method_name)
+        status, message = Status.UNKNOWN, "Internal Server Error"
+    with contextlib.suppress(StreamTerminatedError):
+        await call.send_trailing_metadata(
+            status=status, status_message=message, status_details=details
+        )
+
+
+async def serve(call: ServerCall) -> None:
+    """The handler and the trailers its outcome calls for (the innermost link of the chain)."""
+    try:
+        func = call.handler_func
+        if "recv_request" in call._listening:
+            call.metadata, func = await call._dispatch.recv_request(
+                call.metadata,
+                func,
+                method_name=call._method_name,
+                deadline=call.deadline,
+                content_type=call.content_type,
+                user_agent=call.user_agent,
+                peer=call.peer,
+            )
+        await func(call)
+    except GRPCError as error:
+        await finish(call, error.status, error.message, error.details)
+    except StreamTerminatedError:
+        call.status = call.status or Status.CANCELLED  # the client went away: nobody to answer
+    except asyncio.CancelledError:
+        await ended_by_cancellation(call)
+    except Exception:
+        log.exception("%s failed", call._method_name)
+        await finish(call, Status.UNKNOWN, "Internal Server Error")
+    else:
+        await finish(call, Status.OK)
+
+
+async def ended_by_cancellation(call: ServerCall) -> None:
+    """Answer a call cancelled under its handler (deadline, shutdown), or note that the client
+    cancelled it; re-raise when the server itself is being torn down."""
+    if call.deadline_hit:
+        await finish(call, Status.DEADLINE_EXCEEDED, "deadline exceeded")
+    elif call.shutting_down:
+        await finish(call, Status.UNAVAILABLE, "the server is shutting down")
+    elif call.closed:
+        call.status = call.status or Status.CANCELLED
+    else:
+        raise asyncio.CancelledError
+
+
+async def run_call(call: ServerCall) -> None:
+    """Serve one call through the server's interceptors (greet.transport._server_call); the
+    call is released however it ends."""
+    interceptors = call.connection.server.interceptors
+    try:
+        if not interceptors:
+            await serve(call)
+        else:
+            await guarded(call, run_chain(call, interceptors, serve, guarded))
+    finally:
+        call.release()
+
+
+async def guarded(call: ServerCall, step: Awaitable[None]) -> None:
+    """Await a step of the interceptor chain; what it raises becomes the call's status (an
+    interceptor's GRPCError as given, a failure UNKNOWN with its traceback logged)."""
+    try:
+        await step
+    except GRPCError as error:  # an interceptor refused the call
+        await finish(call, error.status, error.message, error.details)
+    except asyncio.CancelledError:
+        await ended_by_cancellation(call)
+    except Exception:
+        log.exception("an interceptor of %s failed", call._method_name)
+        await finish(call, Status.UNKNOWN, "Internal Server Error")
+
+
+# -- server_stream ----------
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -109,7 +354,7 @@ class ServerCall(Stream[Any, Any]):
         """How the client compresses its messages (grpc-encoding)."""
         return self.route.head.encoding
 
-    # -- what interceptors read (greet.transport.interception) -------------------------------
+    # -- what interceptors read (greet.transport._server_call) -------------------------------
 
     @property
     def method(self) -> str:

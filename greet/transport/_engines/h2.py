@@ -5,22 +5,26 @@ What this adapter adds to h2, so that the layer above sees one behaviour:
   trailers ahead of unsent DATA; here body bytes wait for window updates and trailers or the end
   of the stream wait for the body;
 - one `on_stream_closed` per stream, when both sides have ended or it was reset either way;
-- request headers checked by greet.transport.headers (h2's own validation would close the whole
+- request headers checked by greet.transport._engines.h2 (h2's own validation would close the whole
   connection for one malformed request);
-- `GreetH2Connection` (greet.transport.h2_connection), h2's connection with greet's starting
+- `GreetH2Connection` (greet.transport._engines.h2), h2's connection with greet's starting
   settings and a GOAWAY that closes nothing;
-- GOAWAY frames written by greet (greet.transport.frames), for the same reason on our side.
+- GOAWAY frames written by greet (greet.transport._engine), for the same reason on our side.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
 from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     PingAckReceived,
     PingReceived,
     RemoteSettingsChanged,
@@ -32,21 +36,178 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import ProtocolError, StreamClosedError
-from h2.settings import SettingCodes
+from h2.frame_buffer import FrameBuffer
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import ContinuationFrame, Frame, GoAwayFrame
 
-from greet.transport.engine import (
+from greet.transport._engine import (
+    SETTINGS_MAX_CONCURRENT_STREAMS,
     EngineEvents,
     EngineFailure,
     EngineLimits,
     ErrorCode,
     Headers,
     StreamGone,
+    goaway_frame,
+    settings_frame,
 )
-from greet.transport.frames import SETTINGS_MAX_CONCURRENT_STREAMS, goaway_frame, settings_frame
-from greet.transport.h2_connection import GreetH2Connection
-from greet.transport.headers import request_problem, trailers_problem
 
-__all__ = ["H2Engine"]
+__all__ = [
+    "GreetH2Connection",
+    "H2Engine",
+    "HeaderBlockBuffer",
+    "request_problem",
+    "trailers_problem",
+]
+
+
+# -- h2_connection ----------
+
+MAX_STREAM_ID = 2**31 - 1
+
+
+class HeaderBlockBuffer(FrameBuffer):
+    """h2's frame buffer with greet's bounds on one header block: at most `max_continuations`
+    CONTINUATION frames and `max_bytes` of encoded headers (past either, a connection error, as
+    h2's own limit is). The middle frames of a long block are folded into one, so h2's count of
+    64 frames is never reached; the block h2 assembles is the same bytes."""
+
+    def __init__(self, *, server: bool, max_continuations: int, max_bytes: int) -> None:
+        super().__init__(server=server)
+        self.max_continuations = max_continuations
+        self.max_bytes = max_bytes
+        self._continuations = 0
+        self._block_bytes = 0
+        self._folded: list[bytes] = []
+
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        buffered = self._headers_buffer
+        if buffered and isinstance(f, ContinuationFrame) and f.stream_id == buffered[0].stream_id:
+            self._continuations += 1
+            self._block_bytes += len(f.data)
+            if self._continuations > self.max_continuations:
+                raise ProtocolError("Too many continuation frames received.")
+            if self._block_bytes > self.max_bytes:
+                raise ProtocolError("Header block too large.")
+            if len(buffered) > 1 and "END_HEADERS" not in f.flags:
+                self._folded.append(f.data)  # into the first CONTINUATION, when the block ends
+                return None
+            if self._folded:
+                buffered[-1].data += b"".join(self._folded)
+                self._folded.clear()
+        elif not buffered:
+            self._continuations = 0
+            self._block_bytes = len(getattr(f, "data", b""))  # a HEADERS frame may begin one
+        return super()._update_header_buffer(f)
+
+
+class GreetH2Connection(H2Connection):
+    """h2's connection with greet's starting settings and a GOAWAY that closes nothing.
+
+    `DEFAULT_MAX_HEADER_LIST_SIZE` is h2's class attribute for the size its HPACK decoder gives
+    up at (a connection error): greet's hard limit. The smaller limit greet advertises is applied
+    per call by the connection.
+    """
+
+    DEFAULT_MAX_HEADER_LIST_SIZE = EngineLimits.hard_header_list_size
+
+    def __init__(self, config: H2Configuration, limits: EngineLimits) -> None:
+        super().__init__(config)
+        initial: dict[SettingCodes, int] = {
+            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID,  # enforced per stream by greet
+            SettingCodes.MAX_HEADER_LIST_SIZE: limits.hard_header_list_size,
+            SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
+            SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
+        }
+        if config.client_side:
+            initial[SettingCodes.ENABLE_PUSH] = 0
+        self.local_settings = Settings(client=config.client_side, initial_values=initial)
+        self.max_inbound_frame_size = limits.max_frame_size
+        self.incoming_buffer = HeaderBlockBuffer(
+            server=not config.client_side,
+            max_continuations=limits.max_continuations,
+            max_bytes=limits.hard_header_list_size,
+        )
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
+        """A GOAWAY is reported, and h2's state machine is left open for the streams in flight
+        (greet's connection opens no new streams after it)."""
+        event = ConnectionTerminated()
+        event.error_code = ErrorCodes(frame.error_code) if frame.error_code < 14 else None
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
+# -- headers ----------
+
+REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
+
+
+CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+
+# RFC 9110 token characters, lower case only (RFC 9113 section 8.2.1)
+FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
+
+
+# No NUL, CR or LF anywhere, no leading or trailing space or tab (RFC 9113 section 8.2.1)
+BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+
+
+def field_problem(name: bytes, value: bytes) -> str | None:
+    if not FIELD_NAME.match(name):
+        return f"invalid header name {name[:64]!r}"
+    if value and BAD_VALUE.search(value):
+        return f"invalid value for header {name[:64]!r}"
+    if name in CONNECTION_SPECIFIC:
+        return f"connection-specific header {name.decode()!r}"
+    if name == b"te" and value != b"trailers":
+        return "te header other than 'trailers'"
+    return None
+
+
+def request_problem(headers: Headers) -> str | None:
+    """Why a request header block is malformed, or None when it is well formed."""
+    seen: set[bytes] = set()
+    regular = False
+    for name, value in headers:
+        if name[:1] == b":":
+            if regular:
+                return f"pseudo-header {name.decode(errors='replace')!r} after regular headers"
+            if name not in REQUEST_PSEUDO:
+                return f"unknown pseudo-header {name[:64]!r}"
+            if name in seen:
+                return f"duplicate pseudo-header {name.decode()!r}"
+            seen.add(name)
+            continue
+        regular = True
+        problem = field_problem(name, value)
+        if problem is not None:
+            return problem
+    pseudo = dict(header for header in headers if header[0][:1] == b":")
+    if pseudo.get(b":method") == b"CONNECT":
+        return None if b":authority" in pseudo and b":path" not in pseudo else "bad CONNECT"
+    for required in (b":method", b":scheme", b":path"):
+        if not pseudo.get(required):
+            return f"missing or empty {required.decode()}"
+    return None
+
+
+def trailers_problem(headers: Headers) -> str | None:
+    """Why a trailer block is malformed (pseudo-headers, bad fields), or None."""
+    for name, value in headers:
+        if name[:1] == b":":
+            return f"pseudo-header {name[:64]!r} in trailers"
+        problem = field_problem(name, value)
+        if problem is not None:
+            return problem
+    return None
+
+
+# -- engine_h2 ----------
 
 SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
 
@@ -62,6 +223,8 @@ class _Outbound:
 
 
 RECEIVE_SLICE = 16 * 1024
+
+
 """Bytes of input h2 parses at a time. h2 turns all it is given into events before any is
 handled, so a 256 KiB read of a rapid-reset flood would be parsed whole (about half a second)
 after the reset limit has already closed the connection; libnghttp2 stops where the limit trips."""

@@ -1,15 +1,26 @@
-"""ClientStream: one client call on greet's transport; a `grpclib.client.Stream`.
+"""ClientStream: one client call on greet's transport (a `grpclib.client.Stream`), and how it ends.
 
 `Channel.request(...)` returns one, so generated stubs (betterproto's `ServiceStub`), greet's
-client and code written for grpclib's Channel use it the grpclib way: `async with` it,
-`send_request`, `send_message(..., end=)`, `end`, `recv_initial_metadata`, `recv_message` (and
-async iteration), `recv_trailing_metadata`, `cancel`, with `initial_metadata`,
-`trailing_metadata` and `peer`. grpclib's channel events are dispatched at the same points.
-
-The stream is fed by its ClientConnection: response headers, DATA (cut into messages by a
-MessageFramer, so a reply over `max_receive_message_bytes` is RESOURCE_EXHAUSTED before its body
-is buffered), trailers, and how it ended. Its deadline is its own timer: when it fires, the stream
+client and code written for grpclib's Channel run on it unchanged. Its connection tells it what
+arrived (`got_headers`, `feed`, `got_trailers`, `stream_closed`, `terminate`, `writable`); each
+wakes the call's receiving (or sending) side. A stream's deadline timer ends here too: the stream
 is reset (CANCEL) and the waiting call raises asyncio.TimeoutError, as grpclib's does.
+
+How a client call's HTTP/2 stream can end badly, as types (never read from message text). All
+are grpclib's `StreamTerminatedError`, so code written for grpclib's Channel handles them as
+before; `greet.client` maps them to `greet.errors.RpcError` at its one boundary:
+
+    StreamTerminatedError            (grpclib)
+    +-- StreamReset                  the server reset this one stream (RST_STREAM); the
+    |   |                            connection is fine
+    |   +-- StreamRefused            ... with REFUSED_STREAM: the server did not process it
+    +-- ConnectionEnded              the connection is gone for this call and for others
+        +-- ConnectionLost           the socket closed or failed, the keepalive timed out
+        +-- NotProcessed             a GOAWAY said the server never saw this stream
+
+`processed` says whether the server may have seen the request (False: safe to retry anything).
+`HandshakeFailed` (an OSError) is raised when connecting: no HTTP/2 settings from the peer in
+time, or the connection closed before them.
 """
 
 from __future__ import annotations
@@ -23,7 +34,12 @@ from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from grpclib.metadata import Deadline, _Metadata, decode_metadata
 from multidict import MultiDict
 
-from greet.transport.client_heads import (
+from greet.transport._engine import ErrorCode, Headers, StreamGone
+from greet.transport._wire import (
+    CompressedBody,
+    MessageFramer,
+    compress,
+    decompress,
     empty_metadata,
     metadata_headers,
     plain_ok,
@@ -31,20 +47,174 @@ from greet.transport.client_heads import (
     text_headers,
     usual_reply_headers,
 )
-from greet.transport.client_signals import ClientStreamSignals
-from greet.transport.compression import compress, decompress
-from greet.transport.engine import Headers, StreamGone
-from greet.transport.errors import NotProcessed, StreamReset
-from greet.transport.receiving import CompressedBody, MessageFramer
 
 if TYPE_CHECKING:
     from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
     from grpclib.events import _DispatchChannelEvents
 
-    from greet.transport.channel import Channel
-    from greet.transport.client_connection import ClientConnection
+    from greet.transport._client import Channel, ClientConnection
 
-__all__ = ["ClientStream"]
+__all__ = [
+    "ClientStream",
+    "ClientStreamSignals",
+    "ConnectionEnded",
+    "ConnectionLost",
+    "HandshakeFailed",
+    "NotProcessed",
+    "StreamRefused",
+    "StreamReset",
+]
+
+
+# -- errors ----------
+
+
+class StreamReset(StreamTerminatedError):
+    """The server reset the stream with `error_code`."""
+
+    processed = True
+
+    def __init__(self, error_code: int, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class StreamRefused(StreamReset):
+    """REFUSED_STREAM: the server did no work for it (RFC 9113 section 8.7)."""
+
+    processed = False
+
+
+class ConnectionEnded(StreamTerminatedError):
+    """The call's connection ended."""
+
+    processed = True
+
+
+class ConnectionLost(ConnectionEnded):
+    """The socket closed or failed while the call was open."""
+
+
+class NotProcessed(ConnectionEnded):
+    """A GOAWAY's last stream id is below this stream: the server never processed it."""
+
+    processed = False
+
+
+class HandshakeFailed(OSError):
+    """The connection opened but HTTP/2 did not start (see the message for the likely cause)."""
+
+
+# -- client_signals ----------
+
+
+class ClientStreamSignals:
+    """The receiving half of a ClientStream (see the module docstring)."""
+
+    connection: ClientConnection | None
+    stream_id: int
+    framer: MessageFramer
+    response_headers: Headers | None
+    response_trailers: Headers | None
+    remote_ended: bool
+    recv_error: GRPCError | None
+    failure: BaseException | None
+    unacked: int
+    _recv_waiter: asyncio.Future[None] | None
+    _send_waiter: asyncio.Future[None] | None
+    _deadline_timer: asyncio.TimerHandle | None
+
+    def got_headers(self, headers: Headers, end_stream: bool) -> None:
+        if self.response_headers is None:
+            self.response_headers = headers
+            if end_stream:  # trailers-only
+                self.response_trailers = headers
+                self.remote_ended = True
+        else:  # a second HEADERS with END_STREAM: trailers
+            self.got_trailers(headers)
+            return
+        self._wake()
+
+    def feed(self, data: bytes, end_stream: bool) -> None:
+        self.unacked += len(data)
+        if self.recv_error is None:
+            try:
+                self.framer.feed(data)
+            except GRPCError as error:
+                self.recv_error = error
+                self.framer.clear()
+                self._cancel_stream()
+        if end_stream:
+            self.remote_ended = True
+        if not self.framer.messages and self.connection is not None:
+            self.connection.acknowledge(self)
+        self._wake()
+
+    def got_trailers(self, headers: Headers) -> None:
+        self.response_trailers = headers
+        self.remote_ended = True
+        self._wake()
+
+    def stream_closed(self, error_code: int) -> None:
+        if not self.remote_ended and self.failure is None:
+            self.failure = StreamReset(
+                error_code, f"the stream closed ({ErrorCode(error_code).name})"
+            )
+        self._wake()
+
+    def terminate(self, error: StreamTerminatedError) -> None:
+        if self.failure is None:
+            self.failure = error
+        self._wake()
+
+    def writable(self) -> None:
+        waiter = self._send_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        """Something arrived or the stream ended: wake the receiving side (and the sending side,
+        which must see a failure)."""
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self.failure is not None:
+            self.writable()
+
+    def _deadline_expired(self) -> None:
+        self._deadline_timer = None
+        if self.failure is None:
+            self.failure = asyncio.TimeoutError()
+        self._cancel_stream()
+        self._wake()
+
+    def _cancel_stream(self) -> None:
+        connection = self.connection
+        if connection is not None and self.stream_id and not connection.closed:
+            connection.engine.reset_stream(self.stream_id, ErrorCode.CANCEL)
+            connection.sent()
+
+    async def _wait(self) -> None:
+        """Until the connection tells the stream something; raises how the stream failed."""
+        if self.failure is not None:
+            raise self.failure
+        waiter = self._recv_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._recv_waiter = None
+
+    async def _wait_writable(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        waiter = self._send_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._send_waiter = None
+
+
+# -- client_stream ----------
 
 CONTENT_TYPE = "application/grpc"
 
