@@ -47,8 +47,8 @@ from greet.transport._client_stream import (
     StreamRefused,
     StreamReset,
 )
-from greet.transport._connection import WriteBatcher, batching_transport
-from greet.transport._engine import EngineFailure, ErrorCode, Headers, StreamGone, new_engine
+from greet.transport._connection import Connection, ConnectionState, KeepaliveTimes
+from greet.transport._engine import ErrorCode, Headers, StreamGone, code_name
 from greet.transport._server_call import Listening
 from greet.transport.config import ChannelConfig
 from greet.transport.decoding import StrictProtoCodec
@@ -56,38 +56,43 @@ from greet.transport.decoding import StrictProtoCodec
 if TYPE_CHECKING:
     from grpclib.exceptions import StreamTerminatedError
 
-    from greet.transport._client_stream import ClientStream, ClientStreamSignals
+    from greet.transport._client_stream import ClientStream
 
 __all__ = ["Channel", "ClientConnection"]
 
 log = logging.getLogger("greet.client")
 
 
-# -- client_connection ----------
+# -- the client role of a connection -------------------------------------------------------------
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(Connection):
     """One connection of a Channel (see the module docstring)."""
 
     def __init__(self, config: ChannelConfig, *, tls: bool, target: str) -> None:
+        keepalive = config.keepalive
+        super().__init__(
+            engine=config.engine,
+            client=True,
+            limits=config.engine_limits(),
+            stream_send_buffer=config.stream_send_buffer,
+            connection_send_buffer=config.connection_send_buffer,
+            keepalive=(
+                None
+                if keepalive.time is None
+                else KeepaliveTimes(keepalive.time, keepalive.timeout)
+            ),
+        )
         self.config = config
         self.tls = tls
         self.target = target
         self.streams: dict[int, ClientStream] = {}
-        self.stream_send_buffer = config.stream_send_buffer
-        self.send_blocked = False
-        self.goaway_received = False
-        self.closed = False
-        self._transport: asyncio.Transport | None = None
-        self._write_paused = False
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._slot_waiters: list[asyncio.Future[None]] = []
-        self._writers: set[ClientStream] = set()
-        self._last_read = 0.0
-        self._keepalive: asyncio.TimerHandle | None = None
-        self._keepalive_deadline: asyncio.TimerHandle | None = None
-        self._too_many_pings = False
-        self._engine_done = False
+
+    @property
+    def peer_name(self) -> str:
+        return self.target
 
     # -- connecting --------------------------------------------------------------------------
 
@@ -96,7 +101,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), self.config.handshake_timeout)
         except asyncio.TimeoutError:
-            self.close()
+            self.close("no HTTP/2 settings from the server")
             hint = "" if self.tls else " (if it serves TLS, connect with TLS)"
             raise HandshakeFailed(
                 f"{self.target} sent no HTTP/2 settings within "
@@ -106,49 +111,22 @@ class ClientConnection(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         """New calls may start here."""
-        return not self.closed and not self.goaway_received
+        return self.state is ConnectionState.OPEN
 
-    # -- asyncio.Protocol --------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self.state is ConnectionState.CLOSED
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport = batching_transport(transport)
-        loop = asyncio.get_running_loop()
-        self.loop = loop
-        self.engine = new_engine(
-            self.config.engine, client=True, limits=self.config.engine_limits(), events=self
+    @property
+    def goaway_received(self) -> bool:
+        """The server said: no new streams here (or the connection is gone)."""
+        return self.state is not ConnectionState.OPEN and self.state is not (
+            ConnectionState.HANDSHAKE
         )
-        self.writes = WriteBatcher(loop, self._flush)
-        self.engine.initiate()
-        self._flush()
-        self._last_read = loop.time()
-        if self.config.keepalive.time is not None:
-            self._keepalive = loop.call_later(self.config.keepalive.time, self._keepalive_due)
 
-    def data_received(self, data: bytes) -> None:
-        self._last_read = self.loop.time()
-        try:
-            self.engine.receive(data)
-        except EngineFailure as failure:
-            log.info("HTTP/2 error from %s: %s", self.target, failure.message)
-            transport = self._transport
-            if transport is not None and failure.goaway_queued:
-                transport.write(self.engine.data_to_send())
-            self._lost(f"HTTP/2 error: {failure.message}")
-            return
-        self.writes.now()
+    # -- the connection core's hooks (greet.transport._connection) ---------------------------
 
-    def eof_received(self) -> bool:
-        return False
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-        self.send_blocked = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._update_send_blocked()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
+    def lost(self, exc: BaseException | None) -> None:
         if not self._ready.done():
             reason = f": {exc}" if exc else ""
             hint = "" if self.tls else "; if the server serves TLS, connect with TLS (--tls-ca)"
@@ -158,34 +136,46 @@ class ClientConnection(asyncio.Protocol):
                 )
             )
             self._ready.exception()  # retrieved: whoever awaits it gets it too
-        self._lost(f"connection lost{': ' + str(exc) if exc else ''}")
+        self._end_streams(f"connection lost{': ' + str(exc) if exc else ''}")
 
-    def _lost(self, reason: str) -> None:
-        self.closed = True
+    def _end_streams(self, reason: str) -> None:
+        """Every stream fails with ConnectionLost; the socket closes."""
+        self.state = ConnectionState.CLOSED
         self._stop_keepalive()
         streams = list(self.streams.values())
         self.streams.clear()
         for stream in streams:
             stream.terminate(ConnectionLost(f"{self.target}: {reason}"))
         self._wake_slots()
-        for writer in self._writers:
-            writer.writable()
+        writers = list(self._writers.values())
         self._writers.clear()
+        for writer in writers:
+            writer.writable()
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.close()
 
-    def close(self) -> None:
+    def close(self, reason: str = "closed by the client") -> None:
         """Close the connection; its calls fail with ConnectionLost."""
-        if self._transport is not None and not self._transport.is_closing():
-            if not self.closed:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            if self.state is not ConnectionState.CLOSED and not self._session_ended:
                 try:
                     self.engine.goaway(ErrorCode.NO_ERROR, 0)
-                    self._flush()
+                    self.flush()
                 except Exception:  # the engine may have failed already
                     log.debug("no GOAWAY on close", exc_info=True)
-            self._transport.close()
-        self._lost("closed by the client")
+            transport.close()
+        self._end_streams(reason)
+
+    def keepalive_wanted(self) -> bool:
+        return bool(self.streams) or self.config.keepalive.permit_without_calls
+
+    def keepalive_failed(self, reason: str) -> None:
+        log.info("%s did not answer a keepalive ping: closing the connection", self.target)
+        self._end_streams(reason)
+        if self._transport is not None:
+            self._transport.abort()
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -210,100 +200,47 @@ class ClientConnection(asyncio.Protocol):
         try:
             stream_id = self.engine.send_request(headers, end_stream=end_stream)
         except StreamGone as error:
-            self.goaway_received = True  # no new streams here: the next call reconnects
+            self.state = ConnectionState.DRAINING  # no new streams here: the next call reconnects
             raise NotProcessed(f"{self.target}: cannot open a stream: {error}") from None
         self.streams[stream_id] = stream
-        self.writes.request()
+        self.want_flush()
         return stream_id
 
-    def forget(self, stream: ClientStream) -> None:
+    def forget(self, stream_id: int, unacked: int) -> None:
         """The call is over: reset its stream if it is still open, drop it."""
-        stream_id = stream.stream_id
         if self.streams.pop(stream_id, None) is not None:
             if self.engine.is_stream_open(stream_id):
                 self.engine.reset_stream(stream_id, ErrorCode.CANCEL)
-                self.writes.request()
+                self.want_flush()
             self._after_stream()
-        self.acknowledge(stream)
+        self.acknowledge(stream_id, unacked)
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        """A framed message; StreamGone if the stream is gone."""
+        self.engine.send_data(stream_id, data, end_stream=end_stream)
+        self.want_flush()
+
+    def end_stream(self, stream_id: int) -> None:
+        """The client side of a stream ends (no more messages); StreamGone if it is gone."""
+        self.engine.end_stream(stream_id)
+        self.want_flush()
+
+    def cancel(self, stream_id: int) -> None:
+        """Reset one stream (CANCEL): its call gave up (deadline, cancel, a bad reply)."""
+        if self.state is not ConnectionState.CLOSED:
+            self.engine.reset_stream(stream_id, ErrorCode.CANCEL)
+            self.want_flush()
 
     def _after_stream(self) -> None:
         self._wake_slots()
-        if self.goaway_received and not self.streams:
-            self.close()
-
-    def acknowledge(self, stream: ClientStreamSignals) -> None:
-        if stream.unacked and not self.closed:
-            self.engine.acknowledge(stream.stream_id, stream.unacked)
-            stream.unacked = 0
-            self.writes.request()
-
-    def sent(self) -> None:
-        self.writes.request()
-
-    def wait_writable(self, stream: ClientStream) -> None:
-        self._writers.add(stream)
-
-    # -- output ------------------------------------------------------------------------------
-
-    def _flush(self) -> None:
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        data = self.engine.data_to_send()
-        if data:
-            transport.write(data)
-        if self._engine_done:
-            self._lost("the HTTP/2 session ended")
-            return
-        if self._writers or self.send_blocked:
-            self._update_send_blocked()
-
-    def _update_send_blocked(self) -> None:
-        engine = self.engine
-        blocked = self._write_paused or engine.queued_total() > self.config.connection_send_buffer
-        self.send_blocked = blocked
-        if self._writers and not blocked:
-            ready = [
-                w for w in self._writers if engine.queued(w.stream_id) <= self.stream_send_buffer
-            ]
-            for writer in ready:
-                self._writers.discard(writer)
-                writer.writable()
-
-    # -- keepalive ---------------------------------------------------------------------------
-
-    def _keepalive_due(self) -> None:
-        keepalive = self.config.keepalive
-        assert keepalive.time is not None
-        interval = keepalive.time * (2 if self._too_many_pings else 1)
-        quiet = self.loop.time() - self._last_read
-        if quiet < interval or (not self.streams and not keepalive.permit_without_calls):
-            self._keepalive = self.loop.call_later(max(interval - quiet, 0.05), self._keepalive_due)
-            return
-        self.engine.ping(b"greet-kc")
-        self.writes.request()
-        if self._keepalive_deadline is None:
-            self._keepalive_deadline = self.loop.call_later(
-                keepalive.timeout, self._keepalive_expired
-            )
-        self._keepalive = self.loop.call_later(interval, self._keepalive_due)
-
-    def _keepalive_expired(self) -> None:
-        self._keepalive_deadline = None
-        log.info("%s did not answer a keepalive ping: closing the connection", self.target)
-        self._lost(f"keepalive ping not answered within {self.config.keepalive.timeout:g}s")
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _stop_keepalive(self) -> None:
-        for handle in (self._keepalive, self._keepalive_deadline):
-            if handle is not None:
-                handle.cancel()
-        self._keepalive = self._keepalive_deadline = None
+        if self.state is ConnectionState.DRAINING and not self.streams:
+            self.close("the server went away and the last call is done")
 
     # -- EngineEvents ------------------------------------------------------------------------
 
     def on_settings(self) -> None:
+        if self.state is ConnectionState.HANDSHAKE:
+            self.state = ConnectionState.OPEN
         if not self._ready.done():
             self._ready.set_result(None)
         self._wake_slots()  # MAX_CONCURRENT_STREAMS may have grown
@@ -334,10 +271,10 @@ class ClientConnection(asyncio.Protocol):
             error = StreamRefused(error_code, f"{self.target} refused the stream (REFUSED_STREAM)")
         else:
             error = StreamReset(
-                error_code, f"{self.target} reset the stream ({_code_name(error_code)})"
+                error_code, f"{self.target} reset the stream ({code_name(error_code)})"
             )
         stream.terminate(error)
-        self.acknowledge(stream)
+        self.acknowledge(stream_id, stream.take_unacked())
         self._after_stream()
 
     def on_stream_closed(self, stream_id: int, error_code: int) -> None:
@@ -346,22 +283,14 @@ class ClientConnection(asyncio.Protocol):
             stream.stream_closed(error_code)
             self._after_stream()
 
-    def on_window_update(self, stream_id: int) -> None:
-        if self._writers:
-            self.writes.request()
-
     def on_ping(self) -> None:
         pass  # the engine answers
 
-    def on_ping_ack(self, payload: bytes) -> None:
-        if self._keepalive_deadline is not None:
-            self._keepalive_deadline.cancel()
-            self._keepalive_deadline = None
-
     def on_goaway(self, last_stream_id: int, error_code: int, debug: bytes) -> None:
-        self.goaway_received = True
+        if self.state is ConnectionState.OPEN or self.state is ConnectionState.HANDSHAKE:
+            self.state = ConnectionState.DRAINING
         if error_code == ErrorCode.ENHANCE_YOUR_CALM and debug == b"too_many_pings":
-            self._too_many_pings = True
+            self.keepalive_scale = 2
             log.warning("%s: too many pings; keepalive time doubled", self.target)
         for stream_id, stream in list(self.streams.items()):
             if stream_id > last_stream_id:
@@ -371,25 +300,14 @@ class ClientConnection(asyncio.Protocol):
                 )
         if error_code != ErrorCode.NO_ERROR:
             # An error GOAWAY ends the connection: the server closes it after this frame.
-            log.info("GOAWAY %s from %s: %r", _code_name(error_code), self.target, debug[:100])
+            log.info("GOAWAY %s from %s: %r", code_name(error_code), self.target, debug[:100])
         self._after_stream()
-
-    def on_connection_closed(self, error_code: int) -> None:
-        self._engine_done = True
-        self.writes.request()
 
     def on_request(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
         self.engine.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)  # servers open no streams
 
 
-def _code_name(code: int) -> str:
-    try:
-        return ErrorCode(code).name
-    except ValueError:
-        return hex(code)
-
-
-# -- channel ----------
+# -- the channel -----------------------------------------------------------------------------
 
 
 class Channel(GrpclibChannel):

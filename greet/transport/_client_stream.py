@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClientStream",
-    "ClientStreamSignals",
     "ConnectionEnded",
     "ConnectionLost",
     "HandshakeFailed",
@@ -105,121 +104,12 @@ class HandshakeFailed(OSError):
     """The connection opened but HTTP/2 did not start (see the message for the likely cause)."""
 
 
-# -- client_signals ----------
-
-
-class ClientStreamSignals:
-    """The receiving half of a ClientStream (see the module docstring)."""
-
-    connection: ClientConnection | None
-    stream_id: int
-    framer: MessageFramer
-    response_headers: Headers | None
-    response_trailers: Headers | None
-    remote_ended: bool
-    recv_error: GRPCError | None
-    failure: BaseException | None
-    unacked: int
-    _recv_waiter: asyncio.Future[None] | None
-    _send_waiter: asyncio.Future[None] | None
-    _deadline_timer: asyncio.TimerHandle | None
-
-    def got_headers(self, headers: Headers, end_stream: bool) -> None:
-        if self.response_headers is None:
-            self.response_headers = headers
-            if end_stream:  # trailers-only
-                self.response_trailers = headers
-                self.remote_ended = True
-        else:  # a second HEADERS with END_STREAM: trailers
-            self.got_trailers(headers)
-            return
-        self._wake()
-
-    def feed(self, data: bytes, end_stream: bool) -> None:
-        self.unacked += len(data)
-        if self.recv_error is None:
-            try:
-                self.framer.feed(data)
-            except GRPCError as error:
-                self.recv_error = error
-                self.framer.clear()
-                self._cancel_stream()
-        if end_stream:
-            self.remote_ended = True
-        if not self.framer.messages and self.connection is not None:
-            self.connection.acknowledge(self)
-        self._wake()
-
-    def got_trailers(self, headers: Headers) -> None:
-        self.response_trailers = headers
-        self.remote_ended = True
-        self._wake()
-
-    def stream_closed(self, error_code: int) -> None:
-        if not self.remote_ended and self.failure is None:
-            self.failure = StreamReset(
-                error_code, f"the stream closed ({ErrorCode(error_code).name})"
-            )
-        self._wake()
-
-    def terminate(self, error: StreamTerminatedError) -> None:
-        if self.failure is None:
-            self.failure = error
-        self._wake()
-
-    def writable(self) -> None:
-        waiter = self._send_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _wake(self) -> None:
-        """Something arrived or the stream ended: wake the receiving side (and the sending side,
-        which must see a failure)."""
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if self.failure is not None:
-            self.writable()
-
-    def _deadline_expired(self) -> None:
-        self._deadline_timer = None
-        if self.failure is None:
-            self.failure = asyncio.TimeoutError()
-        self._cancel_stream()
-        self._wake()
-
-    def _cancel_stream(self) -> None:
-        connection = self.connection
-        if connection is not None and self.stream_id and not connection.closed:
-            connection.engine.reset_stream(self.stream_id, ErrorCode.CANCEL)
-            connection.sent()
-
-    async def _wait(self) -> None:
-        """Until the connection tells the stream something; raises how the stream failed."""
-        if self.failure is not None:
-            raise self.failure
-        waiter = self._recv_waiter = asyncio.get_running_loop().create_future()
-        try:
-            await waiter
-        finally:
-            self._recv_waiter = None
-
-    async def _wait_writable(self) -> None:
-        if self.failure is not None:
-            raise self.failure
-        waiter = self._send_waiter = asyncio.get_running_loop().create_future()
-        try:
-            await waiter
-        finally:
-            self._send_waiter = None
-
-
-# -- client_stream ----------
+# -- the call ---------------------------------------------------------------------------------
 
 CONTENT_TYPE = "application/grpc"
 
 
-class ClientStream(ClientStreamSignals, Stream[Any, Any]):
+class ClientStream(Stream[Any, Any]):
     """One call (see the module docstring). Made by `Channel.request`."""
 
     def __init__(
@@ -267,6 +157,107 @@ class ClientStream(ClientStreamSignals, Stream[Any, Any]):
         self._send_waiter: asyncio.Future[None] | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._released = False
+
+    # -- what the connection tells the stream --------------------------------------------------
+
+    def got_headers(self, headers: Headers, end_stream: bool) -> None:
+        if self.response_headers is None:
+            self.response_headers = headers
+            if end_stream:  # trailers-only
+                self.response_trailers = headers
+                self.remote_ended = True
+        else:  # a second HEADERS with END_STREAM: trailers
+            self.got_trailers(headers)
+            return
+        self._wake()
+
+    def feed(self, data: bytes, end_stream: bool) -> None:
+        self.unacked += len(data)
+        if self.recv_error is None:
+            try:
+                self.framer.feed(data)
+            except GRPCError as error:
+                self.recv_error = error
+                self.framer.clear()
+                self._cancel_stream()
+        if end_stream:
+            self.remote_ended = True
+        if not self.framer.messages:
+            self._acknowledge()
+        self._wake()
+
+    def got_trailers(self, headers: Headers) -> None:
+        self.response_trailers = headers
+        self.remote_ended = True
+        self._wake()
+
+    def stream_closed(self, error_code: int) -> None:
+        if not self.remote_ended and self.failure is None:
+            self.failure = StreamReset(
+                error_code, f"the stream closed ({ErrorCode(error_code).name})"
+            )
+        self._wake()
+
+    def terminate(self, error: StreamTerminatedError) -> None:
+        if self.failure is None:
+            self.failure = error
+        self._wake()
+
+    def take_unacked(self) -> int:
+        """Received bytes not yet acknowledged, which the caller acknowledges now."""
+        unacked, self.unacked = self.unacked, 0
+        return unacked
+
+    def _acknowledge(self) -> None:
+        connection = self.connection
+        if self.unacked and connection is not None:
+            connection.acknowledge(self.stream_id, self.unacked)
+            self.unacked = 0
+
+    def writable(self) -> None:
+        waiter = self._send_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        """Something arrived or the stream ended: wake the receiving side (and the sending side,
+        which must see a failure)."""
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self.failure is not None:
+            self.writable()
+
+    def _deadline_expired(self) -> None:
+        self._deadline_timer = None
+        if self.failure is None:
+            self.failure = asyncio.TimeoutError()
+        self._cancel_stream()
+        self._wake()
+
+    def _cancel_stream(self) -> None:
+        connection = self.connection
+        if connection is not None and self.stream_id:
+            connection.cancel(self.stream_id)
+
+    async def _wait(self) -> None:
+        """Until the connection tells the stream something; raises how the stream failed."""
+        if self.failure is not None:
+            raise self.failure
+        waiter = self._recv_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._recv_waiter = None
+
+    async def _wait_writable(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        waiter = self._send_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._send_waiter = None
 
     @property
     def messages_sent(self) -> int:
@@ -358,23 +349,17 @@ class ClientStream(ClientStreamSignals, Stream[Any, Any]):
             raise self.failure
         connection = self.connection
         assert connection is not None
-        engine = connection.engine
         try:
-            engine.send_data(
-                self.stream_id,
-                flag + len(body).to_bytes(4, "big") + body,
-                end_stream=end_stream,
+            connection.send_data(
+                self.stream_id, flag + len(body).to_bytes(4, "big") + body, end_stream
             )
         except StreamGone as error:
             raise self.failure or StreamReset(0, f"the stream is gone: {error}") from None
-        connection.sent()
         self._send_message_done = True
         self._messages_sent += 1
         if end:
             self._end_done = True
-        while engine.queued(self.stream_id) > connection.stream_send_buffer or (
-            connection.send_blocked and not connection.closed
-        ):
+        while connection.must_wait(self.stream_id):
             connection.wait_writable(self)
             await self._wait_writable()
 
@@ -393,10 +378,9 @@ class ClientStream(ClientStreamSignals, Stream[Any, Any]):
         connection = self.connection
         assert connection is not None
         try:
-            connection.engine.end_stream(self.stream_id)
+            connection.end_stream(self.stream_id)
         except StreamGone as error:
             raise self.failure or StreamReset(0, f"the stream is gone: {error}") from None
-        connection.sent()
         self._end_done = True
 
     async def recv_initial_metadata(self) -> None:
@@ -443,8 +427,8 @@ class ClientStream(ClientStreamSignals, Stream[Any, Any]):
                 return None
             await self._wait()
         body = messages.popleft()
-        if not messages and self.unacked and self.connection is not None:
-            self.connection.acknowledge(self)
+        if not messages:
+            self._acknowledge()
         if type(body) is CompressedBody:
             body = decompress(body, self.reply_encoding, self.framer.limit, side="reply")
         message = self._codec.decode(body, self._recv_type)
@@ -534,5 +518,7 @@ class ClientStream(ClientStreamSignals, Stream[Any, Any]):
             self._deadline_timer.cancel()
             self._deadline_timer = None
         self.framer.clear()
-        if self.connection is not None:
-            self.connection.forget(self)
+        connection = self.connection
+        if connection is not None:
+            unacked, self.unacked = self.unacked, 0
+            connection.forget(self.stream_id, unacked)

@@ -33,28 +33,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol, cast
 
-from greet.transport.config import TransportConfig
+from greet.addresses import format_peer
+from greet.transport._engine import (
+    EngineFailure,
+    EngineLimits,
+    EngineName,
+    ErrorCode,
+    Http2Engine,
+    goaway_frame,
+    new_engine,
+)
 
 __all__ = [
     "WRITE_BUFFER_HIGH",
-    "ConnectionLifecycle",
-    "Lifecycle",
+    "Connection",
+    "ConnectionState",
+    "KeepaliveTimes",
     "PingStrikes",
     "TokenBucket",
-    "WriteBatcher",
+    "Writer",
     "batching_transport",
 ]
 
 log = logging.getLogger("greet.transport")
 
-
-# -- policy ----------
+WRITE_BUFFER_HIGH = 256 * 1024
+"""Bytes queued in the transport above which it tells the connection to pause writing."""
+KEEPALIVE_PAYLOAD = b"greet-ka"
 
 
 class TokenBucket:
@@ -122,14 +133,6 @@ class PingStrikes:
         self._last_ping = None
 
 
-# -- writes ----------
-
-WRITE_BUFFER_HIGH = 256 * 1024
-
-
-"""Bytes queued in the transport above which it tells the connection to pause writing."""
-
-
 def batching_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
     """A new connection's transport, set up for batched writes: TCP_NODELAY (greet batches its
     own writes, so Nagle would only delay them) and the WRITE_BUFFER_HIGH pause mark."""
@@ -141,175 +144,288 @@ def batching_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
     return stream
 
 
-class WriteBatcher:
-    """Schedules `flush` to run once per event-loop round (`request()`), or now (`now()`)."""
+class ConnectionState(Enum):
+    """A connection's life (see the module docstring); only the connection moves it."""
 
-    __slots__ = ("_flush", "_loop", "_scheduled", "holding")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, flush: Callable[[], None]) -> None:
-        self._loop = loop
-        self._flush = flush
-        self._scheduled = False
-        self.holding = False  # the caller flushes itself when it is done (input processing)
-
-    def request(self) -> None:
-        if not self._scheduled and not self.holding:
-            self._scheduled = True
-            self._loop.call_soon(self._run)
-
-    def now(self) -> None:
-        """Flush at once (the connection is about to close, or is processing input)."""
-        self._scheduled = False
-        self._flush()
-
-    def _run(self) -> None:
-        if self._scheduled:
-            self._scheduled = False
-            self._flush()
+    HANDSHAKE = "handshake"  # the peer's SETTINGS have not arrived yet
+    OPEN = "open"
+    DRAINING = "draining"  # a GOAWAY went one way or the other: no new streams
+    CLOSING = "closing"  # the last bytes are going out; input is dropped
+    CLOSED = "closed"
 
 
-# -- lifecycle ----------
+@dataclass(frozen=True, slots=True)
+class KeepaliveTimes:
+    """When to ping a quiet peer (`time`) and how long to wait for its answer (`timeout`)."""
 
-AGE_JITTER = 0.1
+    time: float
+    timeout: float
 
 
-class Lifecycle(Protocol):
-    """What the timers need from a connection."""
+class Writer(Protocol):
+    """A stream that waits for room to send (`Connection.wait_writable`)."""
 
     @property
-    def calls_open(self) -> int: ...
+    def stream_id(self) -> int: ...
 
-    def send_keepalive_ping(self) -> None: ...
-
-    def begin_drain(self, reason: str) -> None: ...
-
-    def end_calls(self, reason: str) -> None: ...
-
-    def close(self, reason: str) -> None: ...
+    def writable(self) -> None: ...
 
 
-class ConnectionLifecycle:
-    """The timers of one connection (see the module docstring)."""
+class Connection(asyncio.Protocol):
+    """One HTTP/2 connection of either role (see the module docstring). The roles implement
+    `EngineEvents` beyond what is common here, `opened`, `lost`, `close` and
+    `keepalive_failed`."""
 
-    __slots__ = (
-        "_age",
-        "_config",
-        "_connection",
-        "_grace",
-        "_handshake",
-        "_idle",
-        "_keepalive",
-        "_keepalive_deadline",
-        "_loop",
-        "last_call_ended",
-        "last_read",
-    )
+    state = ConnectionState.HANDSHAKE
+    loop: asyncio.AbstractEventLoop
+    engine: Http2Engine
 
     def __init__(
         self,
-        connection: Lifecycle,
-        config: TransportConfig,
-        loop: asyncio.AbstractEventLoop,
+        *,
+        engine: EngineName,
+        client: bool,
+        limits: EngineLimits,
+        stream_send_buffer: int,
+        connection_send_buffer: int,
+        keepalive: KeepaliveTimes | None,
     ) -> None:
-        self._connection = connection
-        self._config = config
-        self._loop = loop
-        now = loop.time()
-        self.last_read = now
-        self.last_call_ended = now
-        self._handshake: asyncio.TimerHandle | None = loop.call_later(
-            config.handshake_timeout, self._handshake_expired
-        )
-        self._keepalive: asyncio.TimerHandle | None = loop.call_later(
-            config.keepalive.time, self._keepalive_due
-        )
+        self._engine_name: EngineName = engine
+        self._client = client
+        self._limits = limits
+        self.stream_send_buffer = stream_send_buffer
+        self.connection_send_buffer = connection_send_buffer
+        self._keepalive_times = keepalive
+        self.keepalive_scale = 1  # the client doubles its interval after "too_many_pings"
+        self.send_blocked = False  # the socket's or the engine's buffer is full
+        self.last_read = 0.0
+        self.last_stream_id = 0  # the highest stream id the peer opened (a server's GOAWAY)
+        self._transport: asyncio.Transport | None = None
+        self._write_paused = False
+        self._pending_acks = 0  # PING/SETTINGS ACKs owed while the socket is not writable
+        self._writers: dict[int, Writer] = {}
+        self._flush_scheduled = False
+        self._holding = False  # input is being processed: its flush writes what calls send
+        self._session_ended = False
+        self._keepalive: asyncio.TimerHandle | None = None
         self._keepalive_deadline: asyncio.TimerHandle | None = None
-        self._idle: asyncio.TimerHandle | None = None
-        if config.max_connection_idle is not None:
-            self._idle = loop.call_later(config.max_connection_idle, self._idle_due)
-        self._age: asyncio.TimerHandle | None = None
-        if config.max_connection_age is not None:
-            jitter = random.uniform(1 - AGE_JITTER, 1 + AGE_JITTER)
-            self._age = loop.call_later(config.max_connection_age * jitter, self._age_due)
-        self._grace: asyncio.TimerHandle | None = None
 
-    def handshake_done(self) -> None:
-        if self._handshake is not None:
-            self._handshake.cancel()
-            self._handshake = None
+    # -- what the roles implement ------------------------------------------------------------
 
-    def _handshake_expired(self) -> None:
-        self._handshake = None
-        self._connection.close(
-            f"no HTTP/2 preface within {self._config.handshake_timeout:g}s (handshake timeout)"
+    def opened(self, transport: asyncio.Transport) -> None:
+        """The socket is up and the engine made (before its first bytes are queued)."""
+
+    def lost(self, exc: BaseException | None) -> None:
+        """The socket is gone: end what is still open."""
+
+    def close(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def keepalive_wanted(self) -> bool:
+        """Whether a quiet connection should be pinged now."""
+        return True
+
+    def keepalive_failed(self, reason: str) -> None:
+        self.close(reason)
+
+    def output_after(self) -> bytes:
+        """More bytes to write after the engine's, once they are out (a role's own frames)."""
+        return b""
+
+    @property
+    def peer_name(self) -> str:
+        """The peer's address, for logs."""
+        transport = self._transport
+        address = transport.get_extra_info("peername") if transport is not None else None
+        return format_peer(address, unknown="unknown peer")
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = stream = batching_transport(transport)
+        self.loop = loop = asyncio.get_running_loop()
+        self.last_read = loop.time()
+        self.engine = new_engine(
+            self._engine_name,
+            client=self._client,
+            limits=self._limits,
+            events=self,  # type: ignore[arg-type]
         )
+        self.opened(stream)
+        self.engine.initiate()
+        self.flush()
+        times = self._keepalive_times
+        if times is not None:
+            self._keepalive = loop.call_later(times.time, self._keepalive_due)
 
-    # -- keepalive ---------------------------------------------------------------------------
-
-    def _keepalive_due(self) -> None:
-        quiet_for = self._loop.time() - self.last_read
-        interval = self._config.keepalive.time
-        if quiet_for < interval:
-            self._keepalive = self._loop.call_later(interval - quiet_for, self._keepalive_due)
+    def data_received(self, data: bytes) -> None:
+        if self.state is ConnectionState.CLOSING or self.state is ConnectionState.CLOSED:
             return
-        self._connection.send_keepalive_ping()
-        self._keepalive_deadline = self._loop.call_later(
-            self._config.keepalive.timeout, self._keepalive_expired
-        )
-        self._keepalive = self._loop.call_later(interval, self._keepalive_due)
+        self.last_read = self.loop.time()
+        self._holding = True
+        try:
+            self.engine.receive(data)
+        except EngineFailure as failure:
+            self._holding = False
+            self._failed(failure)
+            return
+        self._holding = False
+        self.flush()
 
-    def ping_acknowledged(self) -> None:
+    def eof_received(self) -> bool:
+        return False  # the peer is done: close (HTTP/2 has no half-closed connections)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self.send_blocked = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._pending_acks = 0
+        self._update_send_blocked()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.state = ConnectionState.CLOSED
+        self._stop_keepalive()
+        self.lost(exc)
+        writers = list(self._writers.values())
+        self._writers.clear()
+        for writer in writers:
+            writer.writable()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def want_flush(self) -> None:
+        """Something was queued: write it at the end of this event-loop round."""
+        if not self._flush_scheduled and not self._holding:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        if self._flush_scheduled:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what the engine has queued, now."""
+        self._flush_scheduled = False
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        data = self.engine.data_to_send()
+        more = self.output_after()
+        if more:
+            data += more
+        if data:
+            transport.write(data)
+        if self._session_ended:
+            self.close("the HTTP/2 session ended")
+        elif self._writers or self.send_blocked:
+            self._update_send_blocked()
+
+    def _update_send_blocked(self) -> None:
+        engine = self.engine
+        blocked = self._write_paused or engine.queued_total() > self.connection_send_buffer
+        self.send_blocked = blocked
+        if self._writers and not blocked:
+            limit = self.stream_send_buffer
+            ready = [w for i, w in self._writers.items() if engine.queued(i) <= limit]
+            for writer in ready:
+                del self._writers[writer.stream_id]
+                writer.writable()
+
+    def must_wait(self, stream_id: int) -> bool:
+        """Whether a sender on `stream_id` must wait before it sends more."""
+        if self.state is ConnectionState.CLOSED:
+            return False
+        return self.send_blocked or self.engine.queued(stream_id) > self.stream_send_buffer
+
+    def wait_writable(self, writer: Writer) -> None:
+        """`writer.writable()` is called once the stream and the connection have room."""
+        self._writers[writer.stream_id] = writer
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The application took `size` received bytes of a stream: open the window again."""
+        if size and self.state is not ConnectionState.CLOSED:
+            self.engine.acknowledge(stream_id, size)
+            self.want_flush()
+
+    def owe_ack(self) -> bool:
+        """The engine queued a PING or SETTINGS ACK; False once a peer that does not read is
+        owed more than the limit."""
+        if self._write_paused:
+            self._pending_acks += 1
+            return self._pending_acks <= self._limits.max_outbound_acks
+        return True
+
+    # -- EngineEvents common to both roles ----------------------------------------------------
+
+    def on_window_update(self, stream_id: int) -> None:
+        if self._writers and (not stream_id or stream_id in self._writers):
+            self.want_flush()
+
+    def on_ping_ack(self, payload: bytes) -> None:
         if self._keepalive_deadline is not None:
             self._keepalive_deadline.cancel()
             self._keepalive_deadline = None
 
+    def on_connection_closed(self, error_code: int) -> None:
+        self._session_ended = True  # closed by the next flush, once the final bytes are written
+        self.want_flush()
+
+    # -- keepalive ---------------------------------------------------------------------------
+
+    def _keepalive_due(self) -> None:
+        times = self._keepalive_times
+        assert times is not None
+        interval = times.time * self.keepalive_scale
+        quiet = self.loop.time() - self.last_read
+        if quiet < interval or not self.keepalive_wanted():
+            self._keepalive = self.loop.call_later(max(interval - quiet, 0.05), self._keepalive_due)
+            return
+        self.engine.ping(KEEPALIVE_PAYLOAD)
+        self.want_flush()
+        if self._keepalive_deadline is None:
+            self._keepalive_deadline = self.loop.call_later(times.timeout, self._keepalive_expired)
+        self._keepalive = self.loop.call_later(interval, self._keepalive_due)
+
     def _keepalive_expired(self) -> None:
         self._keepalive_deadline = None
+        times = self._keepalive_times
+        assert times is not None
         log.info(
-            "keepalive ping not acknowledged within %gs: closing the connection",
-            self._config.keepalive.timeout,
+            "keepalive ping not acknowledged within %gs: closing the connection", times.timeout
         )
-        self._connection.close(
-            f"keepalive ping not acknowledged within {self._config.keepalive.timeout:g}s"
-        )
+        self.keepalive_failed(f"keepalive ping not acknowledged within {times.timeout:g}s")
 
-    # -- idleness and age --------------------------------------------------------------------
-
-    def _idle_due(self) -> None:
-        limit = self._config.max_connection_idle
-        assert limit is not None
-        if self._connection.calls_open:
-            self._idle = self._loop.call_later(limit, self._idle_due)
-            return
-        idle_for = self._loop.time() - self.last_call_ended
-        if idle_for < limit:
-            self._idle = self._loop.call_later(limit - idle_for, self._idle_due)
-            return
-        self._idle = None
-        self._connection.begin_drain("max_idle")
-
-    def _age_due(self) -> None:
-        self._age = None
-        self._connection.begin_drain("max_age")
-        grace = self._config.max_connection_age_grace
-        if grace is not None:
-            self._grace = self._loop.call_later(grace, self._grace_over)
-
-    def _grace_over(self) -> None:
-        self._grace = None
-        self._connection.end_calls("max connection age grace period over")
-
-    def stop(self) -> None:
-        """The connection is closed: no timer may fire any more."""
-        for handle in (
-            self._handshake,
-            self._keepalive,
-            self._keepalive_deadline,
-            self._idle,
-            self._age,
-            self._grace,
-        ):
+    def _stop_keepalive(self) -> None:
+        for handle in (self._keepalive, self._keepalive_deadline):
             if handle is not None:
                 handle.cancel()
-        self._handshake = self._keepalive = self._keepalive_deadline = None
-        self._idle = self._age = self._grace = None
+        self._keepalive = self._keepalive_deadline = None
+
+    # -- ends --------------------------------------------------------------------------------
+
+    def goaway_and_close(self, code: ErrorCode, debug: bytes, reason: str) -> None:
+        """An abuse limit tripped: GOAWAY with `code`, then close."""
+        log.info("closing connection from %s: %s", self.peer_name, reason)
+        self.engine.goaway(code, self.last_stream_id, debug)
+        self.flush()
+        self.close(reason)
+
+    def _failed(self, failure: EngineFailure) -> None:
+        """The peer broke the protocol (or an engine limit): GOAWAY with the code, close."""
+        log.info(
+            "HTTP/2 error on connection from %s: %s (%s)",
+            self.peer_name,
+            failure.message,
+            failure.code.name,
+        )
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            if failure.goaway_queued:
+                transport.write(self.engine.data_to_send())
+            else:
+                debug = failure.message.encode("utf-8", "replace")[:256]
+                transport.write(goaway_frame(self.last_stream_id, failure.code, debug))
+        self._session_ended = True
+        self.close(failure.message)

@@ -63,6 +63,7 @@ __all__ = [
     "Http2Engine",
     "SettingsAckFilter",
     "StreamGone",
+    "code_name",
     "default_engine_name",
     "describe_engine",
     "goaway_frame",
@@ -102,6 +103,14 @@ class ErrorCode(IntEnum):
     ENHANCE_YOUR_CALM = 0xB
     INADEQUATE_SECURITY = 0xC
     HTTP_1_1_REQUIRED = 0xD
+
+
+def code_name(code: int) -> str:
+    """An error code's name (`CANCEL`), or its hex value when it is not one of RFC 9113's."""
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return hex(code)
 
 
 class StreamGone(Exception):

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import ssl as ssl_module
 from collections.abc import Collection, Sequence
@@ -54,25 +55,15 @@ from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.protocol import Peer
 from grpclib.server import Server
 
-from greet.addresses import format_peer
 from greet.transport._connection import (
-    ConnectionLifecycle,
+    Connection,
+    ConnectionState,
+    KeepaliveTimes,
     PingStrikes,
     TokenBucket,
-    WriteBatcher,
-    batching_transport,
 )
-from greet.transport._engine import (
-    EngineFailure,
-    ErrorCode,
-    Header,
-    Headers,
-    Http2Engine,
-    StreamGone,
-    goaway_frame,
-    new_engine,
-)
-from greet.transport._server_call import Interceptor, Listening, ServerCall, run_call, start_call
+from greet.transport._engine import ErrorCode, Header, Headers, StreamGone, code_name
+from greet.transport._server_call import Interceptor, Listening, ServerCall
 from greet.transport._wire import (
     BadRequestHead,
     RequestHead,
@@ -87,77 +78,148 @@ from greet.transport.decoding import StrictProtoCodec
 if TYPE_CHECKING:
     from grpclib._typing import IServable
 
-    from greet.transport._server_call import ServerCall
-
-__all__ = ["CLOSE_TIMEOUT", "LINGER", "ServerConnection", "ServerOutput", "TransportServer"]
+__all__ = ["CLOSE_TIMEOUT", "LINGER", "ServerConnection", "ServerTimers", "TransportServer"]
 
 log = logging.getLogger("greet.transport")
-log = logging.getLogger("greet.server")
+server_log = logging.getLogger("greet.server")
 
 
-# -- server_output ----------
+# -- the server role of a connection ------------------------------------------------------------
 
 LINGER = 1.0  # seconds a closing connection keeps reading (and dropping) what the peer sends
-
-
 CLOSE_TIMEOUT = 5.0  # seconds a closed socket may take to write out its last bytes
+MAX_STREAM_ID = 2**31 - 1
+AGE_JITTER = 0.1
+DRAIN_PING = b"greet-gw"
 
 
-class ServerOutput:
-    """The output half of a ServerConnection (see the module docstring)."""
+class ServerTimers:
+    """The server's own timers of one connection: handshake, idleness, age and its grace (see
+    the module docstring; keepalive is the connection core's)."""
 
-    engine: Http2Engine
-    writes: WriteBatcher
-    loop: asyncio.AbstractEventLoop
-    calls: dict[int, ServerCall]
-    stream_send_buffer: int
-    connection_send_buffer: int
-    highest_stream_id: int
-    draining: bool
-    final_goaway: int | None
-    closing: bool
+    __slots__ = ("_age", "_config", "_connection", "_grace", "_handshake", "_idle", "_loop")
 
-    def __init__(self) -> None:
-        self.send_blocked = False  # the socket's or the engine's buffer is full
-        self._transport: asyncio.Transport | None = None
-        self._waiting_writers: set[ServerCall] = set()
+    def __init__(
+        self,
+        connection: ServerConnection,
+        config: TransportConfig,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._connection = connection
+        self._config = config
+        self._loop = loop
+        self._handshake: asyncio.TimerHandle | None = loop.call_later(
+            config.handshake_timeout, self._handshake_expired
+        )
+        self._idle: asyncio.TimerHandle | None = None
+        if config.max_connection_idle is not None:
+            self._idle = loop.call_later(config.max_connection_idle, self._idle_due)
+        self._age: asyncio.TimerHandle | None = None
+        if config.max_connection_age is not None:
+            jitter = random.uniform(1 - AGE_JITTER, 1 + AGE_JITTER)
+            self._age = loop.call_later(config.max_connection_age * jitter, self._age_due)
+        self._grace: asyncio.TimerHandle | None = None
+
+    def handshake_done(self) -> None:
+        if self._handshake is not None:
+            self._handshake.cancel()
+            self._handshake = None
+
+    def _handshake_expired(self) -> None:
+        self._handshake = None
+        self._connection.close(
+            f"no HTTP/2 preface within {self._config.handshake_timeout:g}s (handshake timeout)"
+        )
+
+    def _idle_due(self) -> None:
+        limit = self._config.max_connection_idle
+        assert limit is not None
+        connection = self._connection
+        if connection.calls:
+            self._idle = self._loop.call_later(limit, self._idle_due)
+            return
+        idle_for = self._loop.time() - connection.last_call_ended
+        if idle_for < limit:
+            self._idle = self._loop.call_later(limit - idle_for, self._idle_due)
+            return
+        self._idle = None
+        connection.begin_drain("max_idle")
+
+    def _age_due(self) -> None:
+        self._age = None
+        self._connection.begin_drain("max_age")
+        grace = self._config.max_connection_age_grace
+        if grace is not None:
+            self._grace = self._loop.call_later(grace, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        self._connection.end_calls("max connection age grace period over")
+
+    def stop(self) -> None:
+        """The connection is closed: no timer may fire any more."""
+        for handle in (self._handshake, self._idle, self._age, self._grace):
+            if handle is not None:
+                handle.cancel()
+        self._handshake = self._idle = self._age = self._grace = None
+
+
+class ServerConnection(Connection):
+    """One HTTP/2 connection of a TransportServer (see the module docstring)."""
+
+    def __init__(self, server: TransportServer) -> None:
+        config = server.transport_config
+        super().__init__(
+            engine=config.engine,
+            client=False,
+            limits=server.engine_limits,
+            stream_send_buffer=config.stream_send_buffer,
+            connection_send_buffer=config.connection_send_buffer,
+            keepalive=KeepaliveTimes(config.keepalive.time, config.keepalive.timeout),
+        )
+        self.server = server
+        self.config = config
+        self.calls: dict[int, ServerCall] = {}
+        self.max_concurrent_streams = config.max_concurrent_streams
+        self.max_message_bytes = config.max_message_bytes
+        self.eager_calls = config.eager_calls
+        self.compression_threshold = config.compression_threshold
+        self.final_goaway: int | None = None  # the last stream id of the final GOAWAY
+        self.last_call_ended = 0.0
+        self._resets = TokenBucket(config.max_resets_per_second, config.reset_burst)
+        self._settings = TokenBucket(config.max_settings_per_second, config.settings_burst)
+        self._pings = PingStrikes(
+            config.keepalive.min_time,
+            config.keepalive.permit_without_calls,
+            config.keepalive.max_ping_strikes,
+        )
         self._reset_after_trailers: list[int] = []
-        self._pending_acks = 0  # PING/SETTINGS ACKs owed while the socket is not writable
-        self._write_paused = False
-        self._engine_done = False
+        self._drain_ping = False
+        self.peer: Peer
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-        self.send_blocked = True
+    # -- the connection core's hooks (greet.transport._connection) ---------------------------
 
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._pending_acks = 0
-        self._update_send_blocked()
+    def opened(self, transport: asyncio.Transport) -> None:
+        self.peer = Peer(transport)
+        self.last_call_ended = self.loop.time()
+        self.timers = ServerTimers(self, self.config, self.loop)
+        self.server.connections.add(self)
 
-    # -- output ------------------------------------------------------------------------------
+    def lost(self, exc: BaseException | None) -> None:
+        self.timers.stop()
+        self.server.connections.discard(self)
+        calls = list(self.calls.values())
+        self.calls.clear()
+        for call in calls:
+            call.connection_lost()
+        self._reset_after_trailers.clear()
+        self.server.connection_closed(self)
 
-    def _flush(self) -> None:
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        data = self.engine.data_to_send()
-        if self._reset_after_trailers:
-            data += self._reset_finished_streams()
-        if data:
-            transport.write(data)
-        if self._engine_done:
-            self.close("the HTTP/2 session ended")
-            return
-        if self.draining and self.final_goaway is not None and not self.calls:
-            self.close("drained")
-            return
-        if self._waiting_writers or self.send_blocked:
-            self._update_send_blocked()
-
-    def _reset_finished_streams(self) -> bytes:
+    def output_after(self) -> bytes:
         """RST_STREAM(NO_ERROR) for streams answered while the client was still sending (the
         gRPC way to say "stop sending"), once their trailers are out."""
+        if not self._reset_after_trailers:
+            return b""
         engine = self.engine
         waiting = []
         for stream_id in self._reset_after_trailers:
@@ -170,113 +232,25 @@ class ServerOutput:
         self._reset_after_trailers = waiting
         return engine.data_to_send()
 
-    def schedule_flush(self) -> None:
-        self.writes.request()
-
-    def _update_send_blocked(self) -> None:
-        blocked = self._write_paused or self.engine.queued_total() > self.connection_send_buffer
-        self.send_blocked = blocked
-        if self._waiting_writers:
-            engine = self.engine
-            ready = [
-                call
-                for call in self._waiting_writers
-                if blocked is False and engine.queued(call.stream_id) <= self.stream_send_buffer
-            ]
-            for call in ready:
-                self._waiting_writers.discard(call)
-                call.writable()
-
-    def wait_writable(self, call: ServerCall) -> None:
-        self._waiting_writers.add(call)
-
-    def acknowledge(self, call: ServerCall) -> None:
-        """The call's handler took (or will never take) what it received: open the window."""
-        if call.unacked:
-            self.engine.acknowledge(call.stream_id, call.unacked)
-            call.unacked = 0
-            self.writes.request()
-
-    def send_trailers(
-        self, call: ServerCall, headers: list[Header], *, trailers_only: bool
-    ) -> None:
-        if trailers_only:
-            self.engine.send_headers(call.stream_id, headers, end_stream=True)
-        else:
-            self.engine.send_trailers(call.stream_id, headers)
-        if not call.request_ended:
-            self._reset_after_trailers.append(call.stream_id)
-        self.writes.request()
-
-    def reset(self, call: ServerCall, code: int) -> None:
-        self.engine.reset_stream(call.stream_id, code)
-        self.writes.request()
-
-    def reject(self, call: ServerCall, status: Status, message: str) -> None:
-        """Answer a call that has no handler running: trailers-only with `status`."""
-        self._answer(call.stream_id, status, message, ended=call.request_ended)
-        call.terminate()
-
-    def _answer(
-        self,
-        stream_id: int,
-        status: Status,
-        message: str,
-        *,
-        http_status: bytes = b"200",
-        ended: bool = True,
-    ) -> None:
-        """A trailers-only response (no handler involved)."""
-        try:
-            self.engine.send_headers(
-                stream_id, rejection(status, message, http_status), end_stream=True
-            )
-        except StreamGone:
-            return  # reset by the client already: nobody to answer
-        if not ended:
-            self._reset_after_trailers.append(stream_id)
-        self.writes.request()
-
-    # -- connection-level ends ---------------------------------------------------------------
-
-    def _goaway_and_close(self, code: ErrorCode, debug: bytes, reason: str) -> None:
-        log.info("closing connection from %s: %s", self.peer_name, reason)
-        self.engine.goaway(code, self.highest_stream_id, debug)
-        self.writes.now()
-        self.close(reason)
-
-    def _fail(self, failure: EngineFailure) -> None:
-        """The peer broke the protocol (or an engine limit): GOAWAY with the code, close."""
-        transport = self._transport
-        log.info(
-            "HTTP/2 error on connection from %s: %s (%s)",
-            self.peer_name,
-            failure.message,
-            failure.code.name,
-        )
-        if transport is not None and not transport.is_closing():
-            if failure.goaway_queued:
-                transport.write(self.engine.data_to_send())
-            else:
-                debug = failure.message.encode("utf-8", "replace")[:256]
-                transport.write(goaway_frame(self.highest_stream_id, failure.code, debug))
-        self.close(failure.message)
-
-    def abort(self) -> None:
-        """Drop the socket at once (safe when it is closed already)."""
-        if self._transport is not None:
-            self._transport.abort()
+    def flush(self) -> None:
+        super().flush()
+        if (
+            self.state is ConnectionState.DRAINING
+            and self.final_goaway is not None
+            and not self.calls
+        ):
+            self.close("drained")
 
     def close(self, reason: str) -> None:
         """End the connection the way HTTP/2 servers must (a lingering close): what is queued
         is written and followed by a FIN, input is read and dropped until the peer closes too
         or LINGER seconds pass, then the socket is closed. Closing at once while the peer is
         still sending would make the kernel answer with an RST that destroys the GOAWAY."""
-        transport = self._transport
-        if self.closing:
+        if self.state is ConnectionState.CLOSING or self.state is ConnectionState.CLOSED:
             return
-        self.closing = True
+        self.state = ConnectionState.CLOSING
         self.engine.halt()
+        transport = self._transport
         if transport is None or transport.is_closing():
             return
         log.debug("connection from %s closing: %s", self.peer_name, reason)
@@ -295,145 +269,97 @@ class ServerOutput:
             if transport.get_write_buffer_size():  # a peer that does not read
                 self.loop.call_later(CLOSE_TIMEOUT, self.abort)
 
-    @property
-    def peer_name(self) -> str:
-        transport = self._transport
-        address = transport.get_extra_info("peername") if transport is not None else None
-        return format_peer(address, unknown="unknown peer")
+    def abort(self) -> None:
+        """Drop the socket at once (safe when it is closed already)."""
+        if self._transport is not None:
+            self._transport.abort()
 
+    # -- what calls tell their connection (greet.transport._server_call) -----------------------
 
-# -- server_connection ----------
-
-MAX_STREAM_ID = 2**31 - 1
-
-
-class ServerConnection(ServerOutput, asyncio.Protocol):
-    """One HTTP/2 connection of a TransportServer (see the module docstring)."""
-
-    def __init__(self, server: TransportServer) -> None:
-        super().__init__()
-        self.server = server
-        config = server.transport_config
-        self.config = config
-        self.calls: dict[int, ServerCall] = {}
-        self.stream_send_buffer = config.stream_send_buffer
-        self.max_concurrent_streams = config.max_concurrent_streams
-        self.max_message_bytes = config.max_message_bytes
-        self.connection_send_buffer = config.connection_send_buffer
-        self.highest_stream_id = 0
-        self.draining = False
-        self.final_goaway: int | None = None  # the last stream id of the final GOAWAY
-        self.closing = False
-        self._resets = TokenBucket(config.max_resets_per_second, config.reset_burst)
-        self._settings = TokenBucket(config.max_settings_per_second, config.settings_burst)
-        self._pings = PingStrikes(
-            config.keepalive.min_time,
-            config.keepalive.permit_without_calls,
-            config.keepalive.max_ping_strikes,
-        )
-        self._settings_seen = 0
-        self._handshake_done = False
-        self._drain_ping = False
-        self.peer: Peer
-
-    # -- asyncio.Protocol --------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport = batching_transport(transport)
-        loop = asyncio.get_running_loop()
-        self.loop = loop
-        self.peer = Peer(transport)
-        self.engine = new_engine(
-            self.config.engine, client=False, limits=self.server.engine_limits, events=self
-        )
-        self.writes = WriteBatcher(loop, self._flush)
-        self.lifecycle = ConnectionLifecycle(self, self.config, loop)
-        self.server.connections.add(self)
-        self.engine.initiate()
-        self._flush()
-
-    def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
-        self.lifecycle.last_read = self.loop.time()
-        writes = self.writes
-        writes.holding = True  # what calls send now goes out with the flush below
-        try:
-            self.engine.receive(data)
-        except EngineFailure as failure:
-            self._fail(failure)
-            return
-        finally:
-            writes.holding = False
-        writes.now()
-
-    def eof_received(self) -> bool:
-        return False  # the peer is done: close (HTTP/2 has no half-closed connections)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.closing = True
-        self.lifecycle.stop()
-        self.server.connections.discard(self)
-        calls = list(self.calls.values())
-        self.calls.clear()
-        for call in calls:
-            call.terminate()
-        for call in self._waiting_writers:
-            call.writable()
-        self._waiting_writers.clear()
-        self._reset_after_trailers.clear()
-        self.server.connection_closed(self)
-
-    def sent_something(self) -> None:
-        """A call queued HEADERS or DATA: flush soon, and client pings so far are forgiven."""
+    def send_headers(self, stream_id: int, headers: list[Header]) -> None:
+        """Response headers; StreamGone if the stream is gone. Like DATA, they forgive the
+        client's pings so far (grpc-go resets its strikes on writes)."""
+        self.engine.send_headers(stream_id, headers)
         self._pings.forgive()
-        self.writes.request()
+        self.want_flush()
 
-    # -- lifecycle (greet.transport._connection.Lifecycle) ------------------------------------
+    def send_data(self, stream_id: int, data: bytes) -> None:
+        """A framed message; StreamGone if the stream is gone."""
+        self.engine.send_data(stream_id, data)
+        self._pings.forgive()
+        self.want_flush()
 
-    @property
-    def calls_open(self) -> int:
-        return len(self.calls)
+    def send_trailers(
+        self, stream_id: int, headers: list[Header], *, trailers_only: bool, request_ended: bool
+    ) -> None:
+        """Trailers (or a trailers-only answer) end a call; StreamGone if it is gone."""
+        if trailers_only:
+            self.engine.send_headers(stream_id, headers, end_stream=True)
+        else:
+            self.engine.send_trailers(stream_id, headers)
+        if not request_ended:
+            self._reset_after_trailers.append(stream_id)
+        self.want_flush()
 
-    def send_keepalive_ping(self) -> None:
-        self.engine.ping(b"greet-ka")
-        self.writes.request()
+    def reset(self, stream_id: int, code: int) -> None:
+        self.engine.reset_stream(stream_id, code)
+        self.want_flush()
+
+    def answer(
+        self,
+        stream_id: int,
+        status: Status,
+        message: str,
+        *,
+        http_status: bytes = b"200",
+        ended: bool = True,
+    ) -> None:
+        """A trailers-only response no handler is involved in (limits, bad heads, shutdown)."""
+        try:
+            self.engine.send_headers(
+                stream_id, rejection(status, message, http_status), end_stream=True
+            )
+        except StreamGone:
+            return  # reset by the client already: nobody to answer
+        if not ended:
+            self._reset_after_trailers.append(stream_id)
+        self.want_flush()
+
+    # -- drain (the server, or the age and idle timers) ----------------------------------------
 
     def begin_drain(self, reason: str = "server shutting down") -> None:
         """First GOAWAY (last stream id 2^31-1) and a PING; the final GOAWAY follows its ACK."""
-        if self.draining or self.closing:
+        if self.state is not ConnectionState.OPEN and self.state is not ConnectionState.HANDSHAKE:
             return
-        self.draining = True
+        self.state = ConnectionState.DRAINING
         self.engine.goaway(ErrorCode.NO_ERROR, MAX_STREAM_ID, reason.encode())
-        self.engine.ping(b"greet-gw")
+        self.engine.ping(DRAIN_PING)
         self._drain_ping = True
-        self.writes.now()
+        self.flush()
 
     def final_goaway_now(self) -> None:
         """The second GOAWAY: streams above the last one accepted are refused from now on."""
-        if self.final_goaway is not None or self.closing:
+        if self.final_goaway is not None or self.state in (
+            ConnectionState.CLOSING,
+            ConnectionState.CLOSED,
+        ):
             return
-        self.draining = True
-        self.final_goaway = self.highest_stream_id
-        self.engine.goaway(ErrorCode.NO_ERROR, self.highest_stream_id)
-        self.writes.now()
+        self.state = ConnectionState.DRAINING
+        self.final_goaway = self.last_stream_id
+        self.engine.goaway(ErrorCode.NO_ERROR, self.last_stream_id)
+        self.flush()
 
     def end_calls(self, reason: str) -> None:
         """End every call in flight with UNAVAILABLE (the drain's grace period is over)."""
         for call in list(self.calls.values()):
-            task = call.task
-            if task is not None and not task.done():
-                call.shutting_down = True
-                task.cancel()
-            elif not call.started:
-                self.reject(call, Status.UNAVAILABLE, "the server is shutting down")
+            call.shut_down()
         log.debug("ending calls on %s: %s", self.peer_name, reason)
 
     # -- EngineEvents ------------------------------------------------------------------------
 
     def on_request(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
-        if stream_id > self.highest_stream_id:
-            self.highest_stream_id = stream_id
+        if stream_id > self.last_stream_id:
+            self.last_stream_id = stream_id
         engine = self.engine
         if self.final_goaway is not None and stream_id > self.final_goaway:
             engine.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
@@ -442,80 +368,37 @@ class ServerConnection(ServerOutput, asyncio.Protocol):
             engine.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
         route = self.server.route(headers)
-        rejection = route.rejection
-        if rejection is not None:
-            status, message, http_status = rejection
-            self._answer(stream_id, status, message, http_status=http_status, ended=end_stream)
+        rejected = route.rejection
+        if rejected is not None:
+            status, message, http_status = rejected
+            self.answer(stream_id, status, message, http_status=http_status, ended=end_stream)
             return
         head = route.head
         try:
             deadline = head.deadline() if head.timeout is not None else None
             metadata = head.metadata()
         except BadRequestHead as error:
-            self._answer(stream_id, Status.INTERNAL, str(error), ended=end_stream)
+            self.answer(stream_id, Status.INTERNAL, str(error), ended=end_stream)
             return
         call = ServerCall(self, stream_id, route, deadline, metadata)
         self.calls[stream_id] = call
-        if end_stream:
-            call.end_request()
-        if call._cardinality.client_streaming or end_stream:
-            self._run(call)
-
-    def _run(self, call: ServerCall) -> None:
-        """Start the handler; a unary request is checked for its one message first."""
-        if call.unary_request and call.single is None:
-            if call.recv_error is not None:
-                self.reject(call, call.recv_error.status, call.recv_error.message or "")
-                return
-            count = len(call.framer.messages)
-            if count != 1:
-                self.reject(
-                    call,
-                    Status.INTERNAL,
-                    f"{call._method_name} takes one request message; the client sent {count}",
-                )
-                return
-        call.started = True
-        call.task = start_call(self.loop, run_call(call), eager=self.config.eager_calls)
+        call.headers_received(end_stream)
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         call = self.calls.get(stream_id)
-        if call is None or call.closed:
+        if call is None:
             self.engine.acknowledge(stream_id, len(data))
             return
-        if end_stream and call.unary_request and not call.started and call.framer.untouched:
-            # The usual unary request: its one whole message in the DATA frame that ends it.
-            size = len(data) - 5
-            if (
-                size >= 0
-                and data[0] == 0
-                and int.from_bytes(data[1:5], "big") == size
-                and size <= self.max_message_bytes
-            ):
-                call.single = data[5:]
-                call.unacked = len(data)
-                call.request_ended = True
-                self._run(call)
-                return
-        call.feed(data, end_stream)
-        if call.started:
-            return
-        if end_stream:
-            self._run(call)
-        elif call.recv_error is not None:
-            self.reject(call, call.recv_error.status, call.recv_error.message or "")
+        call.data_received(data, end_stream)
 
     def on_trailers(self, stream_id: int, headers: Headers) -> None:
         call = self.calls.get(stream_id)
-        if call is None or call.closed:
-            return
-        call.end_request()
-        if not call.started:
-            self._run(call)
+        if call is not None:
+            call.request_ended()
 
     def on_stream_reset(self, stream_id: int, error_code: int) -> None:
         if not self._resets.take():
-            self._goaway_and_close(
+            self.goaway_and_close(
                 ErrorCode.ENHANCE_YOUR_CALM,
                 b"too_many_resets",
                 "the client reset streams faster than --max-resets-per-second (rapid reset)",
@@ -523,50 +406,35 @@ class ServerConnection(ServerOutput, asyncio.Protocol):
             return
         call = self.calls.pop(stream_id, None)
         if call is not None:
-            call.terminate()
-            call.release()
+            call.stream_closed(error_code or ErrorCode.CANCEL)
 
     def on_stream_closed(self, stream_id: int, error_code: int) -> None:
         call = self.calls.pop(stream_id, None)
         if call is not None:
-            if not call.started or error_code:
-                call.terminate()
-                call.release()
-            else:
-                call.closed = True  # the handler has finished: nothing to cancel
+            call.stream_closed(error_code)
         if not self.calls:
-            self.lifecycle.last_call_ended = self.loop.time()
-
-    def on_window_update(self, stream_id: int) -> None:
-        if not self._waiting_writers:
-            return
-        if stream_id:
-            call = self.calls.get(stream_id)
-            if call is not None and call in self._waiting_writers:
-                self.writes.request()
-        else:
-            self.writes.request()
+            self.last_call_ended = self.loop.time()
 
     def on_ping(self) -> None:
         if not self._pings.ping(bool(self.calls)):
-            self._goaway_and_close(
+            self.goaway_and_close(
                 ErrorCode.ENHANCE_YOUR_CALM, b"too_many_pings", "too many pings (keepalive policy)"
             )
             return
         self._owe_ack()
 
     def on_ping_ack(self, payload: bytes) -> None:
-        self.lifecycle.ping_acknowledged()
-        if self._drain_ping and payload == b"greet-gw":
+        super().on_ping_ack(payload)
+        if self._drain_ping and payload == DRAIN_PING:
             self._drain_ping = False
             self.final_goaway_now()
 
     def on_settings(self) -> None:
-        if not self._handshake_done:
-            self._handshake_done = True
-            self.lifecycle.handshake_done()
+        if self.state is ConnectionState.HANDSHAKE:
+            self.state = ConnectionState.OPEN
+            self.timers.handshake_done()
         elif not self._settings.take():
-            self._goaway_and_close(
+            self.goaway_and_close(
                 ErrorCode.ENHANCE_YOUR_CALM, b"too_many_settings", "SETTINGS flood"
             )
             return
@@ -574,40 +442,28 @@ class ServerConnection(ServerOutput, asyncio.Protocol):
 
     def _owe_ack(self) -> None:
         """An ACK is queued; a peer that sends PING/SETTINGS but never reads gets a bound."""
-        if self._write_paused:
-            self._pending_acks += 1
-            if self._pending_acks > self.server.engine_limits.max_outbound_acks:
-                self._goaway_and_close(
-                    ErrorCode.ENHANCE_YOUR_CALM,
-                    b"too_many_unread_acks",
-                    "the peer sends PING/SETTINGS frames but does not read their ACKs",
-                )
+        if not self.owe_ack():
+            self.goaway_and_close(
+                ErrorCode.ENHANCE_YOUR_CALM,
+                b"too_many_unread_acks",
+                "the peer sends PING/SETTINGS frames but does not read their ACKs",
+            )
 
     def on_response(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
         self.engine.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)  # not for a server
-
-    def on_connection_closed(self, error_code: int) -> None:
-        self._engine_done = True  # closed by the next flush, once the final bytes are written
-        self.writes.request()
 
     def on_goaway(self, last_stream_id: int, error_code: int, debug: bytes) -> None:
         if error_code:
             log.info(
                 "client %s sent GOAWAY %s %r",
                 self.peer_name,
-                _code_name(error_code),
+                code_name(error_code),
                 debug[:100],
             )
 
 
-def _code_name(code: int) -> str:
-    try:
-        return ErrorCode(code).name
-    except ValueError:
-        return hex(code)
+# -- the server ------------------------------------------------------------------------------
 
-
-# -- server ----------
 
 BACKLOG = 1024
 
@@ -767,7 +623,7 @@ class TransportServer(Server):
     def hurry(self) -> None:
         """End the grace period now (a second stop signal): what is in flight gets ended."""
         if not self._hurry.is_set():
-            log.info("told again to stop: not waiting for the calls in flight")
+            server_log.info("told again to stop: not waiting for the calls in flight")
             self._hurry.set()
 
     async def shutdown(self, grace: float) -> None:
@@ -776,7 +632,7 @@ class TransportServer(Server):
         connections = list(self.connections)
         for connection in connections:
             connection.begin_drain()
-        log.info(
+        server_log.info(
             "draining: stopped accepting connections; GOAWAY sent on %d; %d calls in flight "
             "get up to %gs",
             len(connections),
@@ -785,7 +641,7 @@ class TransportServer(Server):
         )
         left = await self._wait_for_calls(grace)
         if left:
-            log.info("grace period over: cancelling %d calls", len(left))
+            server_log.info("grace period over: cancelling %d calls", len(left))
         for connection in list(self.connections):
             connection.final_goaway_now()
             connection.end_calls("server stopping")

@@ -53,6 +53,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from grpclib.const import Cardinality, Status
@@ -75,16 +76,15 @@ from greet.transport._wire import (
 )
 
 if TYPE_CHECKING:
-    from greet.transport._server import ServerConnection
+    from greet.transport._server import ServerConnection, TransportServer
     from greet.transport._wire import Route
 
 __all__ = [
+    "CallState",
     "Interceptor",
     "Listening",
     "Proceed",
     "ServerCall",
-    "finish",
-    "run_call",
     "run_chain",
     "start_call",
 ]
@@ -195,97 +195,7 @@ def run_chain(
     return interceptors[index].intercept(call, proceed)
 
 
-# -- call_runner ----------
-
-
-async def finish(
-    call: ServerCall, status: Status, message: str | None = None, details: Any = None
-) -> None:
-    """Send the trailers that end `call`, unless the stream is already done."""
-    if call._send_trailing_metadata_done or call._cancel_done or call.closed:
-        return
-    if (
-        status is Status.OK
-        and not call._cardinality.server_streaming
-        and not call._send_message_done
-    ):
-        log.error("%s returned without sending its one reply message", call._method_name)
-        status, message = Status.UNKNOWN, "Internal Server Error"
-    with contextlib.suppress(StreamTerminatedError):
-        await call.send_trailing_metadata(
-            status=status, status_message=message, status_details=details
-        )
-
-
-async def serve(call: ServerCall) -> None:
-    """The handler and the trailers its outcome calls for (the innermost link of the chain)."""
-    try:
-        func = call.handler_func
-        if "recv_request" in call._listening:
-            call.metadata, func = await call._dispatch.recv_request(
-                call.metadata,
-                func,
-                method_name=call._method_name,
-                deadline=call.deadline,
-                content_type=call.content_type,
-                user_agent=call.user_agent,
-                peer=call.peer,
-            )
-        await func(call)
-    except GRPCError as error:
-        await finish(call, error.status, error.message, error.details)
-    except StreamTerminatedError:
-        call.status = call.status or Status.CANCELLED  # the client went away: nobody to answer
-    except asyncio.CancelledError:
-        await ended_by_cancellation(call)
-    except Exception:
-        log.exception("%s failed", call._method_name)
-        await finish(call, Status.UNKNOWN, "Internal Server Error")
-    else:
-        await finish(call, Status.OK)
-
-
-async def ended_by_cancellation(call: ServerCall) -> None:
-    """Answer a call cancelled under its handler (deadline, shutdown), or note that the client
-    cancelled it; re-raise when the server itself is being torn down."""
-    if call.deadline_hit:
-        await finish(call, Status.DEADLINE_EXCEEDED, "deadline exceeded")
-    elif call.shutting_down:
-        await finish(call, Status.UNAVAILABLE, "the server is shutting down")
-    elif call.closed:
-        call.status = call.status or Status.CANCELLED
-    else:
-        raise asyncio.CancelledError
-
-
-async def run_call(call: ServerCall) -> None:
-    """Serve one call through the server's interceptors (greet.transport._server_call); the
-    call is released however it ends."""
-    interceptors = call.connection.server.interceptors
-    try:
-        if not interceptors:
-            await serve(call)
-        else:
-            await guarded(call, run_chain(call, interceptors, serve, guarded))
-    finally:
-        call.release()
-
-
-async def guarded(call: ServerCall, step: Awaitable[None]) -> None:
-    """Await a step of the interceptor chain; what it raises becomes the call's status (an
-    interceptor's GRPCError as given, a failure UNKNOWN with its traceback logged)."""
-    try:
-        await step
-    except GRPCError as error:  # an interceptor refused the call
-        await finish(call, error.status, error.message, error.details)
-    except asyncio.CancelledError:
-        await ended_by_cancellation(call)
-    except Exception:
-        log.exception("an interceptor of %s failed", call._method_name)
-        await finish(call, Status.UNKNOWN, "Internal Server Error")
-
-
-# -- server_stream ----------
+# -- the call ----------------------------------------------------------------------------------
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -293,28 +203,35 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
+class CallState(Enum):
+    """A call's life (see the module docstring); only the call moves it."""
+
+    RECEIVING = "receiving"  # the request is still coming; no handler yet
+    RUNNING = "running"  # the handler runs (eagerly, or as a Task once it waited)
+    ANSWERED = "answered"  # the trailers are out
+    CLOSED = "closed"  # the stream is gone (reset, closed, connection lost)
+
+
 class ServerCall(Stream[Any, Any]):
     """One call (see the module docstring). Built by the connection, not by users."""
 
     # Defaults of what changes during a call: set on the instance only when it changes.
-    task: asyncio.Task[None] | None = None  # while the handler waits (see eager.py)
-    started = False  # the handler has been started
-    request_ended = False
-    recv_error: GRPCError | None = None
-    unacked = 0
-    closed = False  # the HTTP/2 stream is gone (reset, closed, connection lost)
-    deadline_hit = False
-    shutting_down = False
+    state = CallState.RECEIVING
     status: Status | None = None  # what the trailers said, once they are sent
     status_message: str | None = None
     ended_at = 0.0  # time.perf_counter() when the trailers were sent (or the stream went)
+    _task: asyncio.Task[None] | None = None  # while the handler waits (see `start_call`)
+    _request_ended = False
+    _recv_error: GRPCError | None = None
+    _unacked = 0  # received bytes not yet acknowledged to the client
+    _single: bytes | None = None  # a unary request's one message, when it came whole
+    _cancelled_for: Status | None = None  # why the server cancelled the handler, if it did
     _received = 0
     _unchecked = 0  # bytes sent since the send queue was last looked at
     _recv_waiter: asyncio.Future[None] | None = None
     _send_waiter: asyncio.Future[None] | None = None
     _deadline_timer: asyncio.TimerHandle | None = None
-    single: bytes | None = None  # a unary request's one message, when it came whole
-    # Set from the route (request_head.Route.call_attributes):
+    # Set from the route (greet.transport._wire.Route.call_attributes):
     route: Route
     handler_func: Any
     reply_encoding: str | None
@@ -354,7 +271,17 @@ class ServerCall(Stream[Any, Any]):
         """How the client compresses its messages (grpc-encoding)."""
         return self.route.head.encoding
 
-    # -- what interceptors read (greet.transport._server_call) -------------------------------
+    @property
+    def server(self) -> TransportServer:
+        """The server the call came to."""
+        return self.connection.server
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The handler's Task, once it had to wait (None while it runs eagerly, or is done)."""
+        return self._task
+
+    # -- what interceptors read --------------------------------------------------------------
 
     @property
     def method(self) -> str:
@@ -381,60 +308,147 @@ class ServerCall(Stream[Any, Any]):
 
     # -- what the connection tells the call ---------------------------------------------------
 
-    def feed(self, data: bytes, end_stream: bool) -> None:
+    def headers_received(self, end_stream: bool) -> None:
+        """The request's headers were accepted: a streaming request starts its handler now."""
+        if end_stream:
+            self._end_request()
+        if self._cardinality.client_streaming or end_stream:
+            self._start()
+
+    def data_received(self, data: bytes, end_stream: bool) -> None:
         """DATA for this call arrived."""
-        self.unacked += len(data)
-        if self.recv_error is None:
+        state = self.state
+        if state is CallState.CLOSED:
+            self.connection.acknowledge(self.stream_id, len(data))
+            return
+        if end_stream and state is CallState.RECEIVING and self.unary_request:
+            # The usual unary request: its one whole message in the DATA frame that ends it.
+            size = len(data) - 5
+            if (
+                size >= 0
+                and data[0] == 0
+                and self.framer.untouched
+                and int.from_bytes(data[1:5], "big") == size
+                and size <= self.framer.limit
+            ):
+                self._single = data[5:]
+                self._unacked = len(data)
+                self._request_ended = True
+                self._start()
+                return
+        self._unacked += len(data)
+        if self._recv_error is None:
             try:
                 self.framer.feed(data)
             except GRPCError as error:
-                self.recv_error = error
+                self._recv_error = error
                 self.framer.clear()
             if end_stream:
-                self.end_request()
+                self._end_request()
         elif end_stream:
-            self.request_ended = True
+            self._request_ended = True
         if not self.framer.messages:
-            self.connection.acknowledge(self)
+            self._acknowledge()
         _wake(self._recv_waiter)
+        if self.state is CallState.RECEIVING:
+            if end_stream:
+                self._start()
+            elif self._recv_error is not None:
+                self._reject(self._recv_error.status, self._recv_error.message or "")
 
-    def end_request(self) -> None:
-        """The client ended its side of the stream."""
-        self.request_ended = True
-        if self.recv_error is None and self.framer.inside_message:
-            self.recv_error = truncated()
-            self.framer.clear()
-        _wake(self._recv_waiter)
-
-    def terminate(self) -> None:
-        """The stream is gone (reset by the client, or the connection lost): stop the handler."""
-        if self.closed:
+    def request_ended(self) -> None:
+        """The client ended its side of the stream with trailers."""
+        if self.state is CallState.CLOSED:
             return
-        self.closed = True
-        if not self.ended_at:
-            self.ended_at = time.perf_counter()
-        self.framer.clear()
-        _wake(self._recv_waiter)
-        _wake(self._send_waiter)
-        task = self.task
+        self._end_request()
+        if self.state is CallState.RECEIVING:
+            self._start()
+
+    def stream_closed(self, error_code: int) -> None:
+        """The stream is gone: reset by the client (`error_code` not 0), or both sides ended."""
+        if self.state is CallState.RECEIVING or error_code:
+            self._terminate()
+            self._release()
+        else:
+            self.state = CallState.CLOSED  # the handler has answered: nothing to cancel
+
+    def connection_lost(self) -> None:
+        self._terminate()
+
+    def shut_down(self) -> None:
+        """The drain's grace period is over: end the call with UNAVAILABLE."""
+        task = self._task
         if task is not None and not task.done():
+            self._cancelled_for = Status.UNAVAILABLE
             task.cancel()
+        elif self.state is CallState.RECEIVING:
+            self._reject(Status.UNAVAILABLE, "the server is shutting down")
 
     def writable(self) -> None:
         """Send window or buffer space opened up."""
         _wake(self._send_waiter)
 
+    # -- the call's own steps ------------------------------------------------------------------
+
+    def _end_request(self) -> None:
+        self._request_ended = True
+        if self._recv_error is None and self.framer.inside_message:
+            self._recv_error = truncated()
+            self.framer.clear()
+        _wake(self._recv_waiter)
+
+    def _start(self) -> None:
+        """Start the handler; a unary request is checked for its one message first."""
+        if self.unary_request and self._single is None:
+            if self._recv_error is not None:
+                self._reject(self._recv_error.status, self._recv_error.message or "")
+                return
+            count = len(self.framer.messages)
+            if count != 1:
+                self._reject(
+                    Status.INTERNAL,
+                    f"{self._method_name} takes one request message; the client sent {count}",
+                )
+                return
+        self.state = CallState.RUNNING
+        connection = self.connection
+        self._task = start_call(connection.loop, self._run(), eager=connection.eager_calls)
+
+    def _reject(self, status: Status, message: str) -> None:
+        """Answer without a handler (trailers-only with `status`)."""
+        self.connection.answer(self.stream_id, status, message, ended=self._request_ended)
+        self._terminate()
+
+    def _terminate(self) -> None:
+        """The stream is gone (reset by the client, or the connection lost): stop the handler."""
+        if self.state is CallState.CLOSED:
+            return
+        self.state = CallState.CLOSED
+        if not self.ended_at:
+            self.ended_at = time.perf_counter()
+        self.framer.clear()
+        _wake(self._recv_waiter)
+        _wake(self._send_waiter)
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+
     def _deadline_expired(self) -> None:
         self._deadline_timer = None
-        task = self.task
+        task = self._task
         if task is not None and not task.done():
-            self.deadline_hit = True
+            self._cancelled_for = Status.DEADLINE_EXCEEDED
             task.cancel()
-        elif not self.started and not self.closed:
+        elif self.state is CallState.RECEIVING:
             # The request never completed: answer without starting the handler.
-            self.connection.reject(self, Status.DEADLINE_EXCEEDED, "deadline exceeded")
+            self._reject(Status.DEADLINE_EXCEEDED, "deadline exceeded")
 
-    def release(self) -> None:
+    def _acknowledge(self) -> None:
+        if self._unacked:
+            self.connection.acknowledge(self.stream_id, self._unacked)
+            self._unacked = 0
+
+    def _release(self) -> None:
         """Drop what the call holds; the connection forgets it once the stream is closed."""
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
@@ -442,19 +456,101 @@ class ServerCall(Stream[Any, Any]):
         framer = self.framer
         if framer.messages or framer.inside_message:
             framer.clear()
-        if self.unacked:
-            self.connection.acknowledge(self)
-        self.task = None
+        self._acknowledge()
+        self._task = None
+
+    # -- running the handler -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Serve the call through the server's interceptors; release it however it ends."""
+        interceptors = self.connection.server.interceptors
+        try:
+            if not interceptors:
+                await self._serve()
+            else:
+                await self._guarded(
+                    run_chain(self, interceptors, ServerCall._serve, ServerCall._guarded)
+                )
+        finally:
+            self._release()
+
+    async def _serve(self) -> None:
+        """The handler and the trailers its outcome calls for (the innermost link)."""
+        try:
+            func = self.handler_func
+            if "recv_request" in self._listening:
+                self.metadata, func = await self._dispatch.recv_request(
+                    self.metadata,
+                    func,
+                    method_name=self._method_name,
+                    deadline=self.deadline,
+                    content_type=self.content_type,
+                    user_agent=self.user_agent,
+                    peer=self.peer,
+                )
+            await func(self)
+        except GRPCError as error:
+            await self.finish(error.status, error.message, error.details)
+        except StreamTerminatedError:
+            self.status = self.status or Status.CANCELLED  # the client went away
+        except asyncio.CancelledError:
+            await self._ended_by_cancellation()
+        except Exception:
+            log.exception("%s failed", self._method_name)
+            await self.finish(Status.UNKNOWN, "Internal Server Error")
+        else:
+            await self.finish(Status.OK)
+
+    async def _guarded(self, step: Awaitable[None]) -> None:
+        """Await a step of the interceptor chain; what it raises becomes the call's status (an
+        interceptor's GRPCError as given, a failure UNKNOWN with its traceback logged)."""
+        try:
+            await step
+        except GRPCError as error:  # an interceptor refused the call
+            await self.finish(error.status, error.message, error.details)
+        except asyncio.CancelledError:
+            await self._ended_by_cancellation()
+        except Exception:
+            log.exception("an interceptor of %s failed", self._method_name)
+            await self.finish(Status.UNKNOWN, "Internal Server Error")
+
+    async def _ended_by_cancellation(self) -> None:
+        """Answer a call the server cancelled under its handler (deadline, shutdown), or note
+        that the client cancelled it; re-raise when the server itself is being torn down."""
+        cancelled_for = self._cancelled_for
+        if cancelled_for is Status.DEADLINE_EXCEEDED:
+            await self.finish(Status.DEADLINE_EXCEEDED, "deadline exceeded")
+        elif cancelled_for is Status.UNAVAILABLE:
+            await self.finish(Status.UNAVAILABLE, "the server is shutting down")
+        elif self.state is CallState.CLOSED:
+            self.status = self.status or Status.CANCELLED
+        else:
+            raise asyncio.CancelledError
+
+    async def finish(self, status: Status, message: str | None = None, details: Any = None) -> None:
+        """Send the trailers that end the call, unless the stream is already done."""
+        if self._send_trailing_metadata_done or self._cancel_done or self.state is CallState.CLOSED:
+            return
+        if (
+            status is Status.OK
+            and not self._cardinality.server_streaming
+            and not self._send_message_done
+        ):
+            log.error("%s returned without sending its one reply message", self._method_name)
+            status, message = Status.UNKNOWN, "Internal Server Error"
+        with contextlib.suppress(StreamTerminatedError):
+            await self.send_trailing_metadata(
+                status=status, status_message=message, status_details=details
+            )
 
     # -- grpclib.server.Stream ---------------------------------------------------------------
 
     async def recv_message(self) -> Any:
         """The next request message, or None once the client has ended its stream."""
-        body = self.single
+        body = self._single
         if body is not None:  # the unary fast path: one message, nothing else to wait for
-            self.single = None
-            if self.unacked:
-                self.connection.acknowledge(self)
+            self._single = None
+            self._acknowledge()
             message = self._codec.decode(body, self._recv_type)
             if "recv_message" in self._listening:
                 (message,) = await self._dispatch.recv_message(message)
@@ -462,11 +558,11 @@ class ServerCall(Stream[Any, Any]):
             return message
         messages = self.framer.messages
         while not messages:
-            if self.recv_error is not None:
-                raise self.recv_error
-            if self.request_ended:
+            if self._recv_error is not None:
+                raise self._recv_error
+            if self._request_ended:
                 return None
-            if self.closed:
+            if self.state is CallState.CLOSED:
                 raise StreamTerminatedError("the client reset the stream")
             waiter = self._recv_waiter = asyncio.get_running_loop().create_future()
             try:
@@ -474,8 +570,8 @@ class ServerCall(Stream[Any, Any]):
             finally:
                 self._recv_waiter = None
         body = messages.popleft()
-        if not messages and self.unacked:
-            self.connection.acknowledge(self)
+        if not messages:
+            self._acknowledge()
         self._received += 1
         if not self._received % RECV_YIELD_EVERY:
             await asyncio.sleep(0)  # other calls run while this stream's messages are buffered
@@ -488,12 +584,12 @@ class ServerCall(Stream[Any, Any]):
         return message
 
     def _check_open(self) -> None:
-        if self.closed:
+        if self.state is CallState.CLOSED:
             raise StreamTerminatedError("the stream is closed (reset by the client or lost)")
 
     def _gone(self, error: StreamGone) -> StreamTerminatedError:
         """The engine no longer has the stream: the call is over."""
-        self.terminate()
+        self._terminate()
         return StreamTerminatedError(f"the stream is gone: {error}")
 
     async def send_initial_metadata(self, *, metadata: _MetadataLike | None = None) -> None:
@@ -511,13 +607,11 @@ class ServerCall(Stream[Any, Any]):
 
     def _send_headers(self, headers: list[Header]) -> None:
         self._check_open()
-        connection = self.connection
         try:
-            connection.engine.send_headers(self.stream_id, headers)
+            self.connection.send_headers(self.stream_id, headers)
         except StreamGone as error:
             raise self._gone(error) from None
         self._send_initial_metadata_done = True
-        connection.sent_something()
 
     async def send_message(self, message: Any) -> None:
         if not self._send_initial_metadata_done:
@@ -531,39 +625,31 @@ class ServerCall(Stream[Any, Any]):
             (message,) = await self._dispatch.send_message(message)
         body = self._codec.encode(message, self._send_type)
         flag = b"\x00"
-        if (
-            self.reply_encoding is not None
-            and len(body) >= self.connection.config.compression_threshold
-        ):
+        connection = self.connection
+        if self.reply_encoding is not None and len(body) >= connection.compression_threshold:
             body = compress(body, self.reply_encoding)
             flag = b"\x01"
         self._check_open()
-        connection = self.connection
-        engine = connection.engine
         stream_id = self.stream_id
         try:
-            engine.send_data(stream_id, flag + len(body).to_bytes(4, "big") + body)
+            connection.send_data(stream_id, flag + len(body).to_bytes(4, "big") + body)
         except StreamGone as error:
             raise self._gone(error) from None
         self._send_message_done = True
         self._messages_sent += 1
-        connection.sent_something()
         # The send queue is looked at once a quarter of its bound has been sent since the last
         # look (or when the connection is blocked): at most that much over the bound is queued.
         unchecked = self._unchecked + len(body) + 5
         if unchecked > connection.stream_send_buffer >> 2 or connection.send_blocked:
             self._unchecked = 0
-            if engine.queued(stream_id) > connection.stream_send_buffer or connection.send_blocked:
+            if connection.must_wait(stream_id):
                 await self._wait_writable()
         else:
             self._unchecked = unchecked
 
     async def _wait_writable(self) -> None:
         connection = self.connection
-        engine = connection.engine
-        while not self.closed and (
-            engine.queued(self.stream_id) > connection.stream_send_buffer or connection.send_blocked
-        ):
+        while self.state is not CallState.CLOSED and connection.must_wait(self.stream_id):
             waiter = self._send_waiter = asyncio.get_running_loop().create_future()
             connection.wait_writable(self)
             try:
@@ -609,10 +695,17 @@ class ServerCall(Stream[Any, Any]):
         )
         self._check_open()
         try:
-            self.connection.send_trailers(self, headers, trailers_only=trailers_only)
+            self.connection.send_trailers(
+                self.stream_id,
+                headers,
+                trailers_only=trailers_only,
+                request_ended=self._request_ended,
+            )
         except StreamGone as error:
             raise self._gone(error) from None
         self._send_trailing_metadata_done = True
+        if self.state is CallState.RUNNING:
+            self.state = CallState.ANSWERED
         self.status = status
         self.status_message = status_message
         self.ended_at = time.perf_counter()
@@ -620,7 +713,7 @@ class ServerCall(Stream[Any, Any]):
     async def cancel(self) -> None:
         if self._cancel_done:
             raise ProtocolError("Stream was already cancelled")
-        self.connection.reset(self, ErrorCode.CANCEL)
+        self.connection.reset(self.stream_id, ErrorCode.CANCEL)
         self._cancel_done = True
 
     async def __aenter__(self) -> ServerCall:
@@ -628,14 +721,14 @@ class ServerCall(Stream[Any, Any]):
 
     async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool | None:
         """grpclib's contract: an exception inside becomes the status in the trailers."""
-        if self._send_trailing_metadata_done or self._cancel_done or self.closed:
+        if self._send_trailing_metadata_done or self._cancel_done or self.state is CallState.CLOSED:
             return True
         if exc_val is None:
-            await finish(self, Status.OK)
+            await self.finish(Status.OK)
         elif isinstance(exc_val, GRPCError):
-            await finish(self, exc_val.status, exc_val.message, exc_val.details)
+            await self.finish(exc_val.status, exc_val.message, exc_val.details)
         elif isinstance(exc_val, Exception):
-            await finish(self, Status.UNKNOWN, "Internal Server Error")
+            await self.finish(Status.UNKNOWN, "Internal Server Error")
         else:
             return None
         return True
