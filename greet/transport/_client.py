@@ -179,6 +179,13 @@ class ClientConnection(Connection):
 
     # -- streams -----------------------------------------------------------------------------
 
+    def has_room(self) -> bool:
+        """A new stream may open here now (usable, and below the server's stream limit)."""
+        return (
+            self.state is ConnectionState.OPEN
+            and len(self.streams) < self.engine.peer_max_concurrent_streams
+        )
+
     async def stream_slot(self) -> None:
         """Wait until the server's MAX_CONCURRENT_STREAMS lets another stream open."""
         while self.usable and len(self.streams) >= self.engine.peer_max_concurrent_streams:

@@ -311,6 +311,9 @@ class ClientStream(Stream[Any, Any]):
             self._end_done = True
 
     async def _connect(self) -> ClientConnection:
+        connection = self.channel.connection
+        if connection is not None and connection.has_room():
+            return connection  # the usual case: nothing to wait for, no timer to set
         deadline = self._deadline
         connect = self.channel.__connect__()
         if deadline is None:

@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_ENGINE",
     "ENGINE_ENV",
     "ENGINE_NAMES",
+    "MAX_STREAM_ID",
     "SETTINGS_MAX_CONCURRENT_STREAMS",
     "EngineEvents",
     "EngineFailure",
@@ -84,6 +85,10 @@ EngineName = Literal["nghttp2", "h2"]
 
 
 ENGINE_NAMES: tuple[EngineName, ...] = ("nghttp2", "h2")
+
+
+MAX_STREAM_ID = 2**31 - 1
+"""The largest stream id (31 bits); also the last stream id of a drain's first GOAWAY."""
 
 
 class ErrorCode(IntEnum):
@@ -330,12 +335,9 @@ FLAG_ACK = 0x1
 SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
 
 
-STREAM_ID_MASK = 0x7FFFFFFF
-
-
 def frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes:
     """One serialized frame."""
-    header = FRAME_HEADER.pack(len(payload), frame_type, flags, stream_id & STREAM_ID_MASK)
+    header = FRAME_HEADER.pack(len(payload), frame_type, flags, stream_id & MAX_STREAM_ID)
     return header[1:] + payload  # the length field is 24 bits: drop the int's high byte
 
 
@@ -347,7 +349,7 @@ def settings_frame(settings: Mapping[int, int]) -> bytes:
 
 def goaway_frame(last_stream_id: int, error_code: int, debug: bytes = b"") -> bytes:
     """A GOAWAY frame."""
-    payload = struct.pack(">II", last_stream_id & STREAM_ID_MASK, error_code) + debug
+    payload = struct.pack(">II", last_stream_id & MAX_STREAM_ID, error_code) + debug
     return frame(TYPE_GOAWAY, 0, 0, payload)
 
 

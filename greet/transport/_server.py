@@ -62,13 +62,14 @@ from greet.transport._connection import (
     PingStrikes,
     TokenBucket,
 )
-from greet.transport._engine import ErrorCode, Header, Headers, StreamGone, code_name
+from greet.transport._engine import MAX_STREAM_ID, ErrorCode, Header, Headers, StreamGone, code_name
 from greet.transport._server_call import Interceptor, Listening, ServerCall
 from greet.transport._wire import (
     BadRequestHead,
     RequestHead,
     Route,
     accepted,
+    read_deadline,
     read_request_head,
     rejection,
 )
@@ -88,7 +89,6 @@ server_log = logging.getLogger("greet.server")
 
 LINGER = 1.0  # seconds a closing connection keeps reading (and dropping) what the peer sends
 CLOSE_TIMEOUT = 5.0  # seconds a closed socket may take to write out its last bytes
-MAX_STREAM_ID = 2**31 - 1
 AGE_JITTER = 0.1
 DRAIN_PING = b"greet-gw"
 
@@ -367,7 +367,7 @@ class ServerConnection(Connection):
         if len(self.calls) >= self.max_concurrent_streams:
             engine.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
-        route = self.server.route(headers)
+        route, timeout = self.server.route(headers)
         rejected = route.rejection
         if rejected is not None:
             status, message, http_status = rejected
@@ -375,7 +375,7 @@ class ServerConnection(Connection):
             return
         head = route.head
         try:
-            deadline = head.deadline() if head.timeout is not None else None
+            deadline = None if timeout is None else read_deadline(timeout)
             metadata = head.metadata()
         except BadRequestHead as error:
             self.answer(stream_id, Status.INTERNAL, str(error), ended=end_stream)
@@ -504,16 +504,28 @@ class TransportServer(Server):
         self._all_closed = asyncio.Event()
         self._all_closed.set()
 
-    def route(self, headers: Headers) -> Route:
-        """The Route of a request header block (cached: see greet.transport._wire)."""
-        key = headers if type(headers) is tuple else tuple(headers)
+    def route(self, headers: Headers) -> tuple[Route, bytes | None]:
+        """The Route of a request header block, and its grpc-timeout value.
+
+        Routes are cached by the block without its grpc-timeout (greet.transport._wire): a
+        client sends the same block call after call, but with each call's own timeout. The
+        route's header size counts the timeout field of the first block it was made from."""
+        timeout = None
+        for name, value in headers:
+            if name == b"grpc-timeout":
+                timeout = value
+                break
+        if timeout is None:
+            key = headers if type(headers) is tuple else tuple(headers)
+        else:
+            key = tuple([header for header in headers if header[0] != b"grpc-timeout"])
         route = self._routes.get(key)
         if route is None:
-            route = self._new_route(read_request_head(key))
+            route = self._new_route(read_request_head(headers))
             if len(self._routes) >= ROUTE_CACHE:
                 self._routes.clear()
             self._routes[key] = route
-        return route
+        return route, timeout
 
     def _new_route(self, head: RequestHead) -> Route:
         config = self.transport_config

@@ -74,6 +74,7 @@ __all__ = [
     "header_list",
     "metadata_headers",
     "plain_ok",
+    "read_deadline",
     "read_request_head",
     "rejection",
     "request_headers",
@@ -264,22 +265,10 @@ class RequestHead:
     path: str
     content_type: str | None
     user_agent: str | None
-    timeout: bytes | None
     encoding: str | None  # grpc-encoding: how the request messages are compressed
     accept_encoding: bytes | None  # grpc-accept-encoding: what the client decodes
     size: int
     metadata_fields: list[tuple[bytes, bytes]]
-
-    def deadline(self) -> Deadline | None:
-        """The call's deadline from grpc-timeout; BadRequestHead when it is malformed."""
-        if self.timeout is None:
-            return None
-        try:
-            return Deadline.from_timeout(decode_timeout(self.timeout.decode("ascii")))
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequestHead(
-                f"malformed grpc-timeout {self.timeout.decode('latin-1')!r}"
-            ) from None
 
     def metadata(self) -> _Metadata:
         """The call's metadata; BadRequestHead when a -bin value is not base64."""
@@ -309,11 +298,19 @@ class Route:
     call_attributes: dict[str, object] | None = None  # what every call of the route starts with
 
 
+def read_deadline(timeout: bytes) -> Deadline:
+    """A call's deadline from its grpc-timeout value; BadRequestHead when it is malformed."""
+    try:
+        return Deadline.from_timeout(decode_timeout(timeout.decode("ascii")))
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestHead(f"malformed grpc-timeout {timeout.decode('latin-1')!r}") from None
+
+
 def read_request_head(headers: Headers) -> RequestHead:
     method = b""
     path = ""
     content_type = user_agent = None
-    timeout = accept = None
+    accept = None
     encoding = None
     size = 0
     fields: list[tuple[bytes, bytes]] = []
@@ -330,17 +327,13 @@ def read_request_head(headers: Headers) -> RequestHead:
         elif name == b"user-agent":
             user_agent = value.decode("ascii", "replace")
         elif name[:5] == b"grpc-":
-            if name == b"grpc-timeout":
-                timeout = value
-            elif name == b"grpc-encoding":
+            if name == b"grpc-encoding":
                 encoding = value.decode("ascii", "replace").strip().lower()
             elif name == b"grpc-accept-encoding":
                 accept = value
         elif name not in NOT_METADATA:
             fields.append(header)
-    return RequestHead(
-        method, path, content_type, user_agent, timeout, encoding, accept, size, fields
-    )
+    return RequestHead(method, path, content_type, user_agent, encoding, accept, size, fields)
 
 
 # -- responses ----------

@@ -18,6 +18,7 @@ from typing import Any
 import ngh2
 
 from greet.transport._engine import (
+    MAX_STREAM_ID,
     SETTINGS_MAX_CONCURRENT_STREAMS,
     EngineEvents,
     EngineFailure,
@@ -32,7 +33,6 @@ from greet.transport._engine import (
 
 __all__ = ["NgHttp2Engine"]
 
-MAX_STREAM_ID = 2**31 - 1
 UNLIMITED_RATE = (2**62, 2**62)  # token bucket (burst, rate) that never runs dry
 RECEIVE_SLICE = 16384
 """Input is handed to libnghttp2 at most this much at a time, and the events of each slice are
