@@ -1,5 +1,6 @@
 """`python -m greet.client` flags for several targets, backups, TLS and tokens, as a subprocess
-against real server processes."""
+against real server processes; and how the flags are declared (greet.client.cli_flags, with the
+server's settings framework)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import pytest
 import trustme
 from loopback import bound_socket
 from server_process import ServerProcess, run_client_cli
+
+from greet._settings import SettingsParser
+from greet.client import cli
+from greet.client.cli_setup import client_setup
+from greet.server.config import build_parser as server_parser
+from greet.transport import ChannelConfig, ClientKeepalive
 
 
 async def test_several_targets_with_a_dead_one(tmp_path: Path) -> None:
@@ -247,3 +254,38 @@ async def test_metadata_is_sent_by_the_plain_commands(tmp_path: Path) -> None:
         )  # fmt: skip
     assert code == 2
     assert "give the token with --token-file or --metadata authorization=..., not both" in err
+
+
+# --- the flags' declarations, in process ------------------------------------------------------
+
+
+def test_both_commands_use_one_parser_class() -> None:
+    assert type(cli.build_parser()) is SettingsParser
+    assert type(server_parser()) is SettingsParser
+
+
+def test_connection_flags_default_to_the_channel_config_defaults() -> None:
+    setup = client_setup(cli.build_parser().parse_args([]))
+    assert setup.flags.transport == ChannelConfig()
+    assert (setup.flags.target, setup.flags.timeout, setup.metadata) == ("127.0.0.1:8080", None, {})
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_connection_flags_set_the_channel_config(where: str) -> None:
+    flags = [
+        "--http2-engine", "h2", "--keepalive-time", "5m", "--keepalive-timeout", "500ms",
+        "--compression", "gzip", "--handshake-timeout", "2",
+    ]  # fmt: skip
+    argv = [*flags, "unary"] if where == "before" else ["unary", *flags]
+    setup = client_setup(cli.build_parser().parse_args(argv))
+    assert setup.flags.transport == ChannelConfig(
+        engine="h2",
+        keepalive=ClientKeepalive(time=300.0, timeout=0.5),
+        compression="gzip",
+        handshake_timeout=2.0,
+    )
+
+
+def test_metadata_before_and_after_the_command_is_all_sent() -> None:
+    args = cli.build_parser().parse_args(["-m", "a=1", "unary", "--metadata", "B=2", "-m", "c=3"])
+    assert client_setup(args).metadata == {"a": "1", "b": "2", "c": "3"}

@@ -22,7 +22,7 @@ from server_process import ServerProcess
 from greet.client import GreetClient
 from greet.middleware import Proceed, ServerCall
 from greet.server import GreetServer, ServerConfig
-from greet.transport import ChannelConfig
+from greet.transport import ChannelConfig, TransportConfig
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"
@@ -173,7 +173,7 @@ class RequestEncodings:
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_greet_client_compresses_its_requests(encoding: str) -> None:
     recorder = RequestEncodings()
-    config = ServerConfig(port=0, compression=encoding)
+    config = ServerConfig(port=0, transport=TransportConfig(compression=encoding))
     async with GreetServer(config, interceptors=[recorder]) as server:
         async with GreetClient(server.target, timeout=10, compression=encoding) as client:
             names = ["Ann", LONG]

@@ -15,7 +15,10 @@ import pytest
 import trustme
 
 import greet
+from greet._setting_kinds import Choice, Number
+from greet._settings import settings_of
 from greet.greeting import Limits, check_names, check_stream_length
+from greet.server import GreetServer
 from greet.server.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -25,11 +28,13 @@ from greet.server.config import (
     build_parser,
     parse_config,
 )
-from greet.server.settings import Number
 from greet.server.supervisor import MAX_WORKERS_PER_CPU, worker_count
 from greet.tls import TLSFileError, client_ssl_context, server_ssl_context
+from greet.transport import ENGINE_NAMES, KeepalivePolicy, TransportConfig, default_engine_name
+from greet.transport._wire import ENCODINGS
 
 HINT = "Try 'python -m greet.server --help' for more information."
+OTHER_ENGINE = next(name for name in ENGINE_NAMES if name != default_engine_name())
 
 VALUES: dict[str, tuple[str, str, object]] = {
     # flag: (text on the command line or in the variable, where it lands, the value)
@@ -37,7 +42,7 @@ VALUES: dict[str, tuple[str, str, object]] = {
     "--port": ("9001", "port", 9001),
     "--workers": ("3", "workers", 3),
     "--grace": ("2.5", "grace", 2.5),
-    "--max-message-bytes": ("100", "max_message_bytes", 100),
+    "--max-message-bytes": ("100", "transport.max_message_bytes", 100),
     "--max-name-chars": ("5", "limits.max_name_chars", 5),
     "--max-names": ("3", "limits.max_names_per_list", 3),
     "--max-stream-messages": ("4", "limits.max_messages_per_stream", 4),
@@ -46,21 +51,25 @@ VALUES: dict[str, tuple[str, str, object]] = {
     "--cache-size": ("10", "cache_size", 10),
     "--cache-ttl": ("5", "cache_ttl", 5.0),
     "--log-format": ("json", "log_format", "json"),
-    "--http2-engine": ("h2", "http2_engine", "h2"),
-    "--max-concurrent-streams": ("7", "max_concurrent_streams", 7),
-    "--max-header-list-bytes": ("2048", "max_header_list_bytes", 2048),
-    "--max-resets-per-second": ("1.5", "max_resets_per_second", 1.5),
-    "--reset-burst": ("9", "reset_burst", 9),
-    "--compression": ("gzip", "compression", "gzip"),
-    "--keepalive-time": ("60", "keepalive_time", 60.0),
-    "--keepalive-timeout": ("5", "keepalive_timeout", 5.0),
-    "--keepalive-min-time": ("10", "keepalive_min_time", 10.0),
-    "--max-connection-idle": ("30", "max_connection_idle", 30.0),
-    "--max-connection-age": ("600", "max_connection_age", 600.0),
-    "--max-connection-age-grace": ("15", "max_connection_age_grace", 15.0),
-    "--handshake-timeout": ("3", "handshake_timeout", 3.0),
+    "--http2-engine": (OTHER_ENGINE, "transport.engine", OTHER_ENGINE),
+    "--max-concurrent-streams": ("7", "transport.max_concurrent_streams", 7),
+    "--max-header-list-bytes": ("2048", "transport.max_header_list_bytes", 2048),
+    "--max-resets-per-second": ("1.5", "transport.max_resets_per_second", 1.5),
+    "--reset-burst": ("9", "transport.reset_burst", 9),
+    "--compression": ("gzip", "transport.compression", "gzip"),
+    "--keepalive-time": ("60", "transport.keepalive.time", 60.0),
+    "--keepalive-timeout": ("5", "transport.keepalive.timeout", 5.0),
+    "--keepalive-min-time": ("10", "transport.keepalive.min_time", 10.0),
+    "--max-connection-idle": ("30", "transport.max_connection_idle", 30.0),
+    "--max-connection-age": ("600", "transport.max_connection_age", 600.0),
+    "--max-connection-age-grace": ("15", "transport.max_connection_age_grace", 15.0),
+    "--handshake-timeout": ("3", "transport.handshake_timeout", 3.0),
 }
-SWITCHES = {"--access-log", "--keepalive-permit-without-calls", "--eager-calls"}
+SWITCHES = {
+    "--access-log": "access_log",
+    "--keepalive-permit-without-calls": "transport.keepalive.permit_without_calls",
+    "--eager-calls": "transport.eager_calls",
+}
 FILES = {"--tls-cert", "--tls-key", "--tls-client-ca", "--auth-token-file"}
 
 DEFAULTS: dict[str, object] = {
@@ -68,7 +77,7 @@ DEFAULTS: dict[str, object] = {
     "port": 8080,
     "workers": 1,
     "grace": 10.0,
-    "max_message_bytes": 4 * 1024 * 1024,
+    "transport.max_message_bytes": 4 * 1024 * 1024,
     "limits.max_name_chars": Limits().max_name_chars,  # greet.greeting's to choose
     "limits.max_names_per_list": None,
     "limits.max_messages_per_stream": None,
@@ -82,25 +91,25 @@ DEFAULTS: dict[str, object] = {
     "cache_ttl": 60.0,
     "log_format": "text",
     "access_log": False,
-    "http2_engine": None,
-    "max_concurrent_streams": 100,
-    "max_header_list_bytes": 65536,
-    "max_resets_per_second": 33.0,
-    "reset_burst": 1000,
-    "compression": None,
-    "keepalive_time": 7200.0,
-    "keepalive_timeout": 20.0,
-    "keepalive_min_time": 300.0,
-    "keepalive_permit_without_calls": False,
-    "eager_calls": True,
-    "max_connection_idle": None,
-    "max_connection_age": None,
-    "max_connection_age_grace": None,
-    "handshake_timeout": 20.0,
+    "transport.engine": default_engine_name(),  # GREET_HTTP2_ENGINE, else where ngh2 installs
+    "transport.max_concurrent_streams": 100,
+    "transport.max_header_list_bytes": 65536,
+    "transport.max_resets_per_second": 33.0,
+    "transport.reset_burst": 1000,
+    "transport.compression": None,
+    "transport.keepalive.time": 7200.0,
+    "transport.keepalive.timeout": 20.0,
+    "transport.keepalive.min_time": 300.0,
+    "transport.keepalive.permit_without_calls": False,
+    "transport.eager_calls": True,
+    "transport.max_connection_idle": None,
+    "transport.max_connection_age": None,
+    "transport.max_connection_age_grace": None,
+    "transport.handshake_timeout": 20.0,
 }
 
 
-def value_at(config: ServerConfig, path: str) -> object:
+def value_at(config: object, path: str) -> object:
     value: object = config
     for part in path.split("."):
         value = getattr(value, part)
@@ -128,11 +137,74 @@ def usage_error(
 # --- one declaration per setting ----------------------------------------------------------------
 
 
+CODE_ONLY = {
+    "max_settings_per_second",
+    "settings_burst",
+    "stream_send_buffer",
+    "connection_send_buffer",
+    "compression_threshold",
+    "keepalive.max_ping_strikes",
+}
+"""TransportConfig's fields that no flag sets (tuned in code only)."""
+
+
+def field_paths(cls: type[Any], prefix: str = "") -> set[str]:
+    """`a.b` for every field of `cls` and of the dataclasses its fields hold by default."""
+    paths = set()
+    for field in dataclasses.fields(cls):
+        default = getattr(cls(), field.name)
+        if dataclasses.is_dataclass(default):
+            paths |= field_paths(type(default), f"{prefix}{field.name}.")
+        else:
+            paths.add(prefix + field.name)
+    return paths
+
+
 def test_the_tables_here_cover_every_setting() -> None:
     assert {item.flag for item in SETTINGS} == set(VALUES) | set(SWITCHES) | FILES
-    fields = {f.name for f in dataclasses.fields(ServerConfig)} - {"limits"}
-    limits = {f"limits.{f.name}" for f in dataclasses.fields(Limits)}
-    assert set(DEFAULTS) == fields | limits
+    transport = {f"transport.{path}" for path in field_paths(TransportConfig) - CODE_ONLY}
+    assert set(DEFAULTS) == field_paths(ServerConfig) - {f"transport.{p}" for p in CODE_ONLY}
+    assert transport <= set(DEFAULTS)
+
+
+# --- the transport's settings are the server's ---------------------------------------------------
+
+
+def test_every_transport_setting_is_a_server_flag_with_the_transport_default() -> None:
+    server = {item.flag: item for item in SETTINGS}
+    transport = settings_of(TransportConfig)
+    assert len(transport) == len(field_paths(TransportConfig)) - len(CODE_ONLY)
+    for item in transport:
+        assert server[item.flag].path == ("transport", *item.path)
+        assert server[item.flag].declaration == item.declaration
+    config = parse_config([], environ={})
+    assert config.transport == TransportConfig()
+    assert config.transport.keepalive == KeepalivePolicy()
+    [compression] = [item for item in transport if item.flag == "--compression"]
+    assert isinstance(compression.kind, Choice)  # greet.transport._wire's and identity
+    assert set(compression.kind.choices) == {*ENCODINGS, "identity"}
+
+
+@pytest.mark.parametrize(
+    "flag", sorted(flag for flag in VALUES if VALUES[flag][1][:10] == "transport.")
+)
+def test_a_transport_flag_reaches_the_server_transport(flag: str) -> None:
+    text, path, expected = VALUES[flag]
+    server = GreetServer(parse_config([flag, text], environ={}))
+    used = server.grpc_server.transport_config
+    assert value_at(used, path.removeprefix("transport.")) == expected
+    assert used == server.config.transport
+
+
+def test_transport_config_in_code_is_checked_by_the_flags_declarations() -> None:
+    with pytest.raises(ConfigError, match=r"^--max-concurrent-streams: must be 1\.\."):
+        TransportConfig(max_concurrent_streams=0)
+    with pytest.raises(ConfigError, match=r"^--keepalive-time: must be more than 0, not 0$"):
+        KeepalivePolicy(time=0)
+    with pytest.raises(
+        ConfigError, match=r"^--http2-engine: must be one of nghttp2, h2; not 'quic'$"
+    ):
+        TransportConfig(engine="quic")  # type: ignore[arg-type]
 
 
 def test_defaults() -> None:
@@ -163,13 +235,13 @@ def test_each_flag_and_its_variable_set_the_setting_and_the_flag_wins(flag: str)
 
 @pytest.mark.parametrize("flag", sorted(SWITCHES))
 def test_switches_take_words_in_the_environment(flag: str) -> None:
-    field = flag.removeprefix("--").replace("-", "_")
-    assert getattr(parse_config([flag], environ={}), field) is True
-    assert getattr(parse_config(["--no-" + flag[2:]], environ={env_of(flag): "1"}), field) is False
+    path = SWITCHES[flag]
+    assert value_at(parse_config([flag], environ={}), path) is True
+    assert value_at(parse_config(["--no-" + flag[2:]], environ={env_of(flag): "1"}), path) is False
     for word in ("1", "true", "Yes", "ON"):
-        assert getattr(parse_config([], environ={env_of(flag): word}), field) is True
+        assert value_at(parse_config([], environ={env_of(flag): word}), path) is True
     for word in ("0", "false", "no", "Off"):
-        assert getattr(parse_config([], environ={env_of(flag): word}), field) is False
+        assert value_at(parse_config([], environ={env_of(flag): word}), path) is False
 
 
 def test_an_empty_variable_counts_as_unset() -> None:
@@ -310,7 +382,7 @@ def test_messages_name_flags(
         ({"grace": -1.0}, "--grace"),
         ({"work_delay": math.nan}, "--work-delay"),
         ({"port": 70000}, "--port"),
-        ({"max_connection_age": math.inf}, "--max-connection-age"),
+        ({"transport": {"max_connection_age": math.inf}}, "--max-connection-age"),
         ({"limits": Limits(max_name_chars=10**6)}, None),
         ({"workers": True}, "--workers"),
         ({"log_format": "xml"}, "--log-format"),
@@ -319,11 +391,16 @@ def test_messages_name_flags(
 def test_server_config_built_in_code_is_checked_too(
     overrides: dict[str, Any], flag: str | None
 ) -> None:
+    def make() -> ServerConfig:
+        if "transport" in overrides:
+            return ServerConfig(transport=TransportConfig(**overrides["transport"]))
+        return ServerConfig(**overrides)
+
     if flag is None:
-        ServerConfig(**overrides)
+        make()
         return
     with pytest.raises(ConfigError, match=f"^{flag}: "):
-        ServerConfig(**overrides)
+        make()
 
 
 # --- files: named with their flag, checked before serving ---------------------------------------

@@ -11,6 +11,7 @@ from loopback import StartServer
 
 from greet.client import GreetClient, RpcError
 from greet.server import GreetServer
+from greet.transport import TransportConfig
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList
 
 NAMES = ["Akhil", "Alice", "Bob"]
@@ -141,7 +142,7 @@ async def test_every_call_kind_with_and_without_eager_calls(
     """Handlers run in the callback that completed their request (eager) or each in its own
     Task from the start; with a backend that waits (--work-delay), eager calls turn into Tasks
     where they first wait. Same answers either way."""
-    server = await start_server(eager_calls=eager, work_delay=0.001)
+    server = await start_server(transport=TransportConfig(eager_calls=eager), work_delay=0.001)
     names = [f"n{index}" for index in range(20)]
     async with GreetClient(server.target, timeout=30) as client:
         assert (await client.say_hello()).message == "Hello"

@@ -31,6 +31,7 @@ from greet.error_details import ERROR_DOMAIN
 from greet.errors import RpcError
 from greet.greeting import NAME_TOO_LONG, TOO_MANY_MESSAGES, TOO_MANY_NAMES, Limits
 from greet.server import GreetServer
+from greet.transport import TransportConfig
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"
@@ -158,7 +159,7 @@ async def test_streams_with_too_many_messages(client: GreetClient) -> None:
 
 
 async def test_a_status_without_details_has_none(start_server: StartServer) -> None:
-    server = await start_server(max_message_bytes=100)
+    server = await start_server(transport=TransportConfig(max_message_bytes=100))
     async with GreetClient(server.target, timeout=30) as client:
         with pytest.raises(RpcError) as caught:
             await client.say_hello_client_streaming(["x" * 200])

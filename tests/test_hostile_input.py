@@ -35,6 +35,7 @@ from waiting import wait_until
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.server import GreetServer, ServerConfig
+from greet.transport import TransportConfig
 from greet.transport.decoding import StrictProtoCodec, rust_codec_active
 
 SERVICE = "/greet_service.GreetService/"
@@ -308,7 +309,7 @@ async def test_unknown_method_is_unimplemented_with_grpc_content_type(
 async def test_oversized_message_is_refused_before_its_body_is_read(
     start_server: StartServer,
 ) -> None:
-    server = await start_server(max_message_bytes=1024)
+    server = await start_server(transport=TransportConfig(max_message_bytes=1024))
     raw = await RawH2Client.connect(server.target)
     try:
         stream_id = raw.start("SayHelloBidirectionalStreaming")
@@ -335,7 +336,7 @@ async def test_message_over_the_default_limit_is_resource_exhausted(
 
 
 async def test_message_at_the_limit_is_served(start_server: StartServer) -> None:
-    server = await start_server(max_message_bytes=64)
+    server = await start_server(transport=TransportConfig(max_message_bytes=64))
     async with GreetClient(server.target, timeout=30) as client:
         name = "n" * 62  # tag + length + 62 bytes = 64 bytes on the wire
         assert (await client.say_hello_client_streaming([name])).messages == [f"Hello {name}"]

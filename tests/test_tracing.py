@@ -50,6 +50,7 @@ from greet.middleware.tracing import ServerTracing
 from greet.server import GreetServer, ServerConfig
 from greet.span_conventions import SEMCONV_VERSION
 from greet.telemetry import TracingEnvironment, build_tracer_provider
+from greet.transport import TransportConfig
 from greet_service import NoParam
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -425,7 +426,9 @@ async def test_without_eager_calls_a_handler_span_may_be_current_across_an_await
     # With eager calls (the default) on Python < 3.12 a handler goes on in a copy of its
     # context after its first wait, where such a span cannot be detached (docs/tracing.md).
     tracer = traced.provider.get_tracer("backend")
-    server = await traced.server(backend=AwaitingInsideItsSpan(tracer), eager_calls=False)
+    server = await traced.server(
+        backend=AwaitingInsideItsSpan(tracer), transport=TransportConfig(eager_calls=False)
+    )
     client = traced.client(server.target)
     assert [r.message async for r in client.say_hello_server_streaming(["Ann"])] == ["Hello Ann"]
 

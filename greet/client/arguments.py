@@ -1,34 +1,32 @@
-"""Command-line values of `python -m greet.client`: checked types and one-line usage errors.
+"""The kinds of value only `python -m greet.client`'s flags take (greet._setting_kinds has the
+rest), and its usage error.
 
-Each `argparse` type here rejects what would fail later or mean nothing (a zero, negative, NaN or
-infinite number of seconds, an unreadable file, a metadata key gRPC does not allow) with a message
-that argparse prefixes with the flag's name. `OneLineErrorParser` prints a usage error as one
-line and a `--help` hint, not argparse's usage block.
+Each rejects what would fail later or mean nothing (a zero, negative, NaN or infinite number of
+seconds, an unreadable file, a metadata key gRPC does not allow). `Count` and `Pick` are the
+shared `Integer` and `Choice` in the client's own words ("not a whole number: 'x'", "invalid
+choice: 'x'"), which its users and tests know.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
+from greet._setting_kinds import Choice, FilePath, Integer, Kind, Number
 from greet.errors import GreetError
 
 __all__ = [
-    "OneLineErrorParser",
+    "Count",
+    "Duration",
+    "MetadataPair",
+    "NonZero",
+    "Pick",
+    "ReadableFile",
     "UsageError",
-    "metadata_pair",
-    "non_negative_int",
-    "positive_int",
-    "positive_number",
-    "positive_seconds",
     "program_name",
-    "readable_file",
-    "signed_number",
-    "usage_error_text",
 ]
 
 
@@ -36,93 +34,83 @@ class UsageError(GreetError):
     """The command line asks for something that cannot be done; exit status 2."""
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line and a hint to `--help` (exit 2)."""
+@dataclass(frozen=True)
+class Count(Integer):
+    """A whole number from `minimum` (`Integer`)."""
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, usage_error_text(self.prog, message))
-
-
-def usage_error_text(prog: str, message: str) -> str:
-    return f"{prog}: error: {message}\nTry '{prog} --help' for more information.\n"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+    def convert(self, text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"not a whole number: {text!r}") from None
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+@dataclass(frozen=True)
+class Pick(Choice[str]):
+    """One of `choices` (`Choice`)."""
+
+    def refusal(self, value: object) -> str:
+        listed = ", ".join(repr(choice) for choice in self.choices)
+        return f"invalid choice: {value!r} (choose from {listed})"
 
 
-def finite_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
-    return value
+@dataclass(frozen=True)
+class NonZero(Number):
+    """A finite number other than 0, of either sign (a load step may go down)."""
 
+    metavar: str = "D"
 
-def positive_number(text: str) -> float:
-    value = finite_number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
-    return value
-
-
-def signed_number(text: str) -> float:
-    """A finite number other than 0 (a load step may go down)."""
-    value = finite_number(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must not be 0")
-    return value
+    def problem(self, value: object) -> str | None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"must be a number, not {value!r}"
+        if not math.isfinite(value):
+            return f"must be a finite number, not {value}"
+        return "must not be 0" if value == 0 else None
 
 
 SECONDS_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 SECONDS_PATTERN = re.compile(r"(?P<number>.*?)(?P<unit>ms|s|m|h)?")
 
 
-def positive_seconds(text: str) -> float:
+@dataclass(frozen=True)
+class Duration(Kind[float]):
     """Seconds, more than 0 and finite: `2.5`, or with a unit as ghz takes them: `500ms`, `10s`,
     `3m`, `1h`."""
-    match = SECONDS_PATTERN.fullmatch(text.strip())
-    assert match is not None  # the pattern matches every string
-    unit = SECONDS_UNITS[match.group("unit") or "s"]
-    try:
-        value = float(match.group("number")) * unit
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a number of seconds: {text!r} (for example 2.5, 500ms, 10s, 3m)"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds and finite, not {text!r}")
-    return value
+
+    def usage(self) -> str | None:
+        return "SECONDS"
+
+    def convert(self, text: str) -> float:
+        match = SECONDS_PATTERN.fullmatch(text.strip())
+        assert match is not None  # the pattern matches every string
+        try:
+            return float(match.group("number")) * SECONDS_UNITS[match.group("unit") or "s"]
+        except ValueError:
+            raise ValueError(
+                f"not a number of seconds: {text!r} (for example 2.5, 500ms, 10s, 3m)"
+            ) from None
+
+    def problem(self, value: object) -> str | None:
+        if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+            return None
+        return f"must be more than 0 seconds and finite, not {value!r}"
+
+    def show(self, value: float) -> str:
+        return f"{value:g}"
 
 
-def readable_file(text: str) -> Path:
-    """A path to a file that can be opened for reading now."""
-    path = Path(text)
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise argparse.ArgumentTypeError(f"cannot read {text}: {reason}") from None
-    return path
+@dataclass(frozen=True)
+class ReadableFile(FilePath):
+    """A path to a file that can be opened for reading now (`FilePath` checks later)."""
+
+    def convert(self, text: str) -> Path:
+        path = Path(text)
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as error:
+            raise ValueError(f"cannot read {text}: {error.strerror or error}") from None
+        return path
 
 
 METADATA_KEY = re.compile(r"[0-9a-z_.\-]+")
@@ -130,27 +118,36 @@ METADATA_VALUE = re.compile(r"[ !-~]+")  # printable ASCII and space, as gRPC al
 RESERVED_KEYS = frozenset({"te", "content-type", "user-agent"})
 
 
-def metadata_pair(text: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class MetadataPair(Kind[tuple[str, str]]):
     """`KEY=VALUE`, a gRPC metadata entry sent with every call (the key is case-insensitive)."""
-    key, equals, value = text.partition("=")
-    key = key.strip().lower()
-    if not equals or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
-    if not METADATA_KEY.fullmatch(key):
-        raise argparse.ArgumentTypeError(
-            f"bad key {key!r}: a metadata key has only letters, digits and - _ ."
-        )
-    if key.startswith("grpc-") or key in RESERVED_KEYS:
-        raise argparse.ArgumentTypeError(f"{key!r} is set by gRPC itself and cannot be sent")
-    if key.endswith("-bin"):
-        raise argparse.ArgumentTypeError(
-            f"{key!r}: binary (-bin) metadata cannot be given on the command line"
-        )
-    if not METADATA_VALUE.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"bad value for {key!r}: a metadata value is printable ASCII, at least one character"
-        )
-    return key, value
+
+    def usage(self) -> str | None:
+        return "KEY=VALUE"
+
+    def convert(self, text: str) -> tuple[str, str]:
+        key, equals, value = text.partition("=")
+        key = key.strip().lower()
+        if not equals or not key:
+            raise ValueError(f"expected KEY=VALUE, not {text!r}")
+        return key, value
+
+    def problem(self, value: object) -> str | None:
+        if not (isinstance(value, tuple) and len(value) == 2):
+            return f"must be a (key, value) pair, not {value!r}"
+        key, text = value
+        if not METADATA_KEY.fullmatch(key):
+            return f"bad key {key!r}: a metadata key has only letters, digits and - _ ."
+        if key.startswith("grpc-") or key in RESERVED_KEYS:
+            return f"{key!r} is set by gRPC itself and cannot be sent"
+        if key.endswith("-bin"):
+            return f"{key!r}: binary (-bin) metadata cannot be given on the command line"
+        if not METADATA_VALUE.fullmatch(text):
+            return (
+                f"bad value for {key!r}: a metadata value is printable ASCII, at least one "
+                "character"
+            )
+        return None
 
 
 def program_name() -> str:

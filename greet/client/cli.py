@@ -22,12 +22,9 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from greet.client.arguments import (
-    OneLineErrorParser,
-    UsageError,
-    program_name,
-    usage_error_text,
-)
+from greet._settings import SettingsParser as OneLineErrorParser
+from greet._settings import usage_error_text
+from greet.client.arguments import UsageError, program_name
 from greet.client.bench import BenchOptions, run_bench
 from greet.client.bench_report import render_report
 from greet.client.cli_flags import (

@@ -1,23 +1,39 @@
-"""The flags of `python -m greet.client`: the connection flags every command takes (before or
-after the command) and those of `bench`. The commands themselves are in greet.client.cli."""
+"""The flags of `python -m greet.client`, declared with greet._settings as the server's are: the
+connection flags every command takes (before or after the command; `ConnectionFlags`) and those
+of `bench` (`BenchFlags`). The commands themselves are in greet.client.cli; what the flags make
+(the client, a bench run) in greet.client.cli_setup.
+
+The client reads no GREET_* variable for its flags: one set for a server (GREET_TLS_CERT, say)
+must not change what a client started beside it does.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
-from greet.client.arguments import (
-    metadata_pair,
-    non_negative_int,
-    positive_int,
-    positive_number,
-    positive_seconds,
-    readable_file,
-    signed_number,
+from greet._setting_kinds import Choice, FilePath, Many, Number, Switch, Text
+from greet._settings import (
+    Declaration,
+    Group,
+    add_arguments,
+    check_values,
+    setting,
+    settings_group,
+    settings_of,
 )
-from greet.client.bench import DEFAULT_DURATION, RPC_KINDS
+from greet.client.arguments import (
+    Count,
+    Duration,
+    MetadataPair,
+    NonZero,
+    Pick,
+    ReadableFile,
+)
+from greet.client.bench_options import DEFAULT_DURATION, RPC_KINDS, BenchOptions
 from greet.client.bench_report import REPORT_FORMATS
 from greet.client.bench_schedule import SCHEDULE_KINDS
 from greet.client.pool import PoolOptions
@@ -27,6 +43,8 @@ from greet.transport import ENGINE_NAMES, ChannelConfig, ClientKeepalive
 __all__ = [
     "DEFAULT_NAMES_PER_CALL",
     "DEFAULT_TARGET",
+    "BenchFlags",
+    "ConnectionFlags",
     "add_bench_parser",
     "add_connection_flags",
     "package_version",
@@ -34,6 +52,12 @@ __all__ = [
 
 DEFAULT_TARGET = "127.0.0.1:8080"
 DEFAULT_NAMES_PER_CALL = 10
+
+SECONDS = Duration()
+RATE = Number(0.0, exclusive=True, metavar="R")
+CONNECTION = "connection options (before or after the command)"
+LOAD = "load (calls started per second; default: no limit)"
+REPORT = "report"
 
 
 def package_version() -> str:
@@ -43,133 +67,224 @@ def package_version() -> str:
         return "(version unknown: the greet package is not installed)"
 
 
+@dataclass(frozen=True)
+class ConnectionFlags:
+    """What the connection flags say; the HTTP/2 ones are ChannelConfig's fields, with its
+    defaults."""
+
+    target: str = setting(
+        DEFAULT_TARGET,
+        Text("TARGETS"),
+        "server addresses host:port[,host:port...]; dns:///name:port for every address of a name",
+    )
+    backup: str = setting(
+        "",
+        Text("TARGETS"),
+        "backup targets, used only while every target is down",
+        default_text="",
+    )
+    timeout: float | None = setting(
+        None, SECONDS, "deadline per call (all attempts), seconds > 0", unset_text="none"
+    )
+    tls_ca: Path | None = setting(
+        None, ReadableFile(), "PEM CA bundle to verify the server with (turns on TLS)"
+    )
+    tls_cert: Path | None = setting(
+        None, ReadableFile(), "PEM client certificate for mutual TLS (with --tls-key)"
+    )
+    tls_key: Path | None = setting(
+        None, ReadableFile(), "PEM client private key for mutual TLS (with --tls-cert)"
+    )
+    token_file: Path | None = setting(
+        None, ReadableFile(), "file holding a bearer token (first non-# line)"
+    )
+    metadata: tuple[tuple[str, str], ...] = setting(
+        (),
+        Many(MetadataPair()),
+        "metadata (a header) sent with every call; repeat for more",
+        aliases=("-m",),
+        default_text="",
+    )
+    max_attempts: int = setting(
+        RetryPolicy.max_attempts, Count(1), "attempts per call, the first included"
+    )
+    connections: int = setting(
+        PoolOptions.connections_per_endpoint,
+        Count(1, metavar="K"),
+        "HTTP/2 connections per endpoint",
+    )
+    resolve_interval: float = setting(
+        PoolOptions.resolve_interval, SECONDS, "seconds between re-resolutions of dns:/// names"
+    )
+    transport: ChannelConfig = settings_group(
+        ChannelConfig,
+        {
+            "engine": Declaration(
+                Choice(ENGINE_NAMES),
+                "HTTP/2 implementation",
+                flag="--http2-engine",
+                default_text="$GREET_HTTP2_ENGINE, else nghttp2 where ngh2 installs, else h2",
+            ),
+            "keepalive": Group(
+                ClientKeepalive,
+                {
+                    "time": Declaration(
+                        SECONDS,
+                        "ping a server that has sent nothing for this long; keep it at or above "
+                        "the server's --keepalive-min-time",
+                        flag="--keepalive-time",
+                    ),
+                    "timeout": Declaration(
+                        SECONDS,
+                        "a ping unanswered this long closes the connection",
+                        flag="--keepalive-timeout",
+                    ),
+                },
+            ),
+            "compression": Declaration(
+                Choice(("gzip", "deflate")),
+                "compress request messages (the server's replies come compressed if it is told "
+                "to compress: its --compression)",
+                unset_text="none",
+            ),
+            "handshake_timeout": Declaration(
+                SECONDS,
+                "seconds a connection has to start HTTP/2 (TCP, TLS and the server's settings)",
+            ),
+        },
+    )
+
+    def __post_init__(self) -> None:
+        check_values(self)
+
+
 def add_connection_flags(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
     """The flags of the connection. A command's parser has them too (`after_command`), with
-    no defaults, so that a value given before the command is kept unless given again after."""
+    no defaults, so that a value given before the command is kept unless given again after;
+    metadata given after it goes to `metadata_after`, to be sent as well."""
+    add_arguments(
+        parser,
+        settings_of(ConnectionFlags),
+        defaults=not after_command,
+        section=CONNECTION,
+        dests={"metadata": "metadata_after"} if after_command else None,
+    )
 
-    def default(value: object) -> object:
-        return argparse.SUPPRESS if after_command else value
 
-    title = "connection options (before or after the command)"
-    add = parser.add_argument_group(title).add_argument
-    add(
-        "--target",
-        default=default(DEFAULT_TARGET),
-        metavar="TARGETS",
-        help="server addresses host:port[,host:port...]; dns:///name:port for every address "
-        f"of a name (default {DEFAULT_TARGET})",
+@dataclass(frozen=True)
+class BenchFlags:
+    """What the flags of `bench` say (greet.client.cli_setup.bench_options makes the run)."""
+
+    rpc: str = setting(BenchOptions.rpc, Pick(RPC_KINDS), "call kind")
+    duration: float | None = setting(
+        None,
+        SECONDS,
+        "how long to run: 30, 500ms, 10s, 2m",
+        aliases=("-z",),
+        exclusive="length",
+        unset_text=f"{DEFAULT_DURATION:g}s",
     )
-    add(
-        "--backup",
-        default=default(""),
-        metavar="TARGETS",
-        help="backup targets, used only while every target is down",
+    requests: int | None = setting(
+        None,
+        Count(1),
+        "number of calls to make",
+        aliases=("-n",),
+        exclusive="length",
+        unset_text="",
     )
-    add(
-        "--timeout",
-        type=positive_seconds,
-        default=default(None),
-        metavar="SECONDS",
-        help="deadline per call (all attempts), seconds > 0 (default: none)",
+    concurrency: int = setting(
+        BenchOptions.concurrency, Count(1, metavar="C"), "calls in flight", aliases=("-c",)
     )
-    add(
-        "--tls-ca",
-        type=readable_file,
-        default=default(None),
-        metavar="FILE",
-        help="PEM CA bundle to verify the server with (turns on TLS)",
+    names_per_call: int | None = setting(
+        None,
+        Count(0),
+        "generated names per server-stream call / messages per client-stream or bidi call",
+        flag="--names",
+        aliases=("--messages",),
+        unset_text=str(DEFAULT_NAMES_PER_CALL),
     )
-    add(
-        "--tls-cert",
-        type=readable_file,
-        default=default(None),
-        metavar="FILE",
-        help="PEM client certificate for mutual TLS (with --tls-key)",
+    data: str | None = setting(
+        None,
+        Text("JSON"),
+        'what each call sends, as JSON: {} (unary), {"names": [...]} (server-stream; a list of '
+        'them round-robin), [{"name": ...}, ...] (client-stream, bidi)',
+        aliases=("-d",),
+        exclusive="data",
+        unset_text="",
     )
-    add(
-        "--tls-key",
-        type=readable_file,
-        default=default(None),
-        metavar="FILE",
-        help="PEM client private key for mutual TLS (with --tls-cert)",
+    data_file: Path | None = setting(
+        None, ReadableFile(), "--data read from FILE", aliases=("-D",), exclusive="data"
     )
-    add(
-        "--token-file",
-        type=readable_file,
-        default=default(None),
-        metavar="FILE",
-        help="file holding a bearer token (first non-# line)",
+    rps: float | None = setting(
+        None, RATE, "at most R calls per second", aliases=("-r",), section=LOAD, unset_text=""
     )
-    add(
-        "-m",
-        "--metadata",
-        type=metadata_pair,
-        action="append",
-        dest="metadata_after" if after_command else "metadata",
-        default=default(None),
-        metavar="KEY=VALUE",
-        help="metadata (a header) sent with every call; repeat for more",
+    load_schedule: str = setting(
+        "const",
+        Pick(SCHEDULE_KINDS),
+        "const (--rps), step or line (--load-start, --load-step, ...)",
+        section=LOAD,
     )
-    add(
-        "--max-attempts",
-        type=positive_int,
-        default=default(RetryPolicy.max_attempts),
-        metavar="N",
-        help=f"attempts per call, the first included (default {RetryPolicy.max_attempts})",
+    load_start: float | None = setting(
+        None, RATE, "step/line: first rate", section=LOAD, unset_text=""
     )
-    add(
-        "--connections",
-        type=positive_int,
-        default=default(PoolOptions.connections_per_endpoint),
-        metavar="K",
-        help=f"HTTP/2 connections per endpoint (default {PoolOptions.connections_per_endpoint})",
+    load_step: float | None = setting(
+        None,
+        NonZero(),
+        "step: rate change per step; line: per second (may be negative)",
+        section=LOAD,
+        unset_text="",
     )
-    add(
-        "--resolve-interval",
-        type=positive_seconds,
-        default=default(PoolOptions.resolve_interval),
-        metavar="SECONDS",
-        help="seconds between re-resolutions of dns:/// names "
-        f"(default {PoolOptions.resolve_interval:g})",
+    load_step_duration: float | None = setting(
+        None, SECONDS, "step: its length", section=LOAD, unset_text=""
     )
-    add(
-        "--http2-engine",
-        choices=ENGINE_NAMES,
-        default=default(None),
-        help="HTTP/2 implementation (default: $GREET_HTTP2_ENGINE, else nghttp2 where ngh2 "
-        "installs, else h2)",
+    load_end: float | None = setting(
+        None, RATE, "step/line: rate to stop at", section=LOAD, unset_text=""
     )
-    add(
-        "--keepalive-time",
-        type=positive_seconds,
-        default=default(None),
-        metavar="SECONDS",
-        help="ping a server that has sent nothing for this long (default: off); keep it at or "
-        "above the server's --keepalive-min-time",
+    load_max_duration: float | None = setting(
+        None,
+        SECONDS,
+        "step/line: stop changing the rate after this long",
+        section=LOAD,
+        unset_text="",
     )
-    add(
-        "--keepalive-timeout",
-        type=positive_seconds,
-        default=default(ClientKeepalive.timeout),
-        metavar="SECONDS",
-        help="a ping unanswered this long closes the connection "
-        f"(default {ClientKeepalive.timeout:g})",
+    skip_first: int = setting(
+        BenchOptions.skip_first,
+        Count(0),
+        "run N warm-up calls first and leave them out of the report (they count towards "
+        "--requests)",
     )
-    add(
-        "--compression",
-        choices=("gzip", "deflate"),
-        default=default(None),
-        help="compress request messages (the server's replies come compressed if it is told to "
-        "compress: its --compression)",
+    format: str | None = setting(
+        None,
+        Pick(REPORT_FORMATS),
+        "summary (default), json (one object), csv (one row per call) or html (a page with a "
+        "histogram chart)",
+        aliases=("-O",),
+        section=REPORT,
+        unset_text="",
     )
-    add(
-        "--handshake-timeout",
-        type=positive_seconds,
-        default=default(ChannelConfig.handshake_timeout),
-        metavar="SECONDS",
-        help="seconds a connection has to start HTTP/2 (TCP, TLS and the server's settings) "
-        f"(default {ChannelConfig.handshake_timeout:g})",
+    json: bool = setting(
+        False, Switch(negatable=False), "the same as --format json", section=REPORT
     )
+    output: Path | None = setting(
+        None,
+        FilePath(),
+        "write the report to FILE",
+        aliases=("-o",),
+        section=REPORT,
+        unset_text="stdout",
+    )
+    no_progress: bool = setting(
+        False, Switch(negatable=False), "no progress output on stderr", section=REPORT
+    )
+    progress_interval: float = setting(
+        BenchOptions.progress_interval,
+        SECONDS,
+        "seconds between progress updates",
+        section=REPORT,
+    )
+
+    def __post_init__(self) -> None:
+        check_values(self)
 
 
 def add_bench_parser(commands: Any) -> argparse.ArgumentParser:
@@ -182,107 +297,6 @@ def add_bench_parser(commands: Any) -> argparse.ArgumentParser:
         "--format summary (default), json, csv or html, to stdout or -o FILE. Exits 1 when a "
         "call failed; Ctrl-C reports the calls made so far and exits 130.",
     )
-    add = bench.add_argument
-    add("--rpc", choices=RPC_KINDS, default="unary", help="call kind (default %(default)s)")
-    length = bench.add_mutually_exclusive_group()
-    length.add_argument(
-        "-z",
-        "--duration",
-        type=positive_seconds,
-        metavar="SECONDS",
-        help=f"how long to run: 30, 500ms, 10s, 2m (default {DEFAULT_DURATION:g}s)",
-    )
-    length.add_argument(
-        "-n", "--requests", type=positive_int, metavar="N", help="number of calls to make"
-    )
-    add(
-        "-c",
-        "--concurrency",
-        type=positive_int,
-        default=16,
-        metavar="C",
-        help="calls in flight (default %(default)s)",
-    )
-    add(
-        "--names",
-        "--messages",
-        type=non_negative_int,
-        default=None,
-        dest="names_per_call",
-        metavar="N",
-        help="generated names per server-stream call / messages per client-stream or bidi "
-        f"call (default {DEFAULT_NAMES_PER_CALL})",
-    )
-    data = bench.add_mutually_exclusive_group()
-    data.add_argument(
-        "-d",
-        "--data",
-        metavar="JSON",
-        help='what each call sends, as JSON: {} (unary), {"names": [...]} (server-stream; a '
-        'list of them round-robin), [{"name": ...}, ...] (client-stream, bidi)',
-    )
-    data.add_argument(
-        "-D", "--data-file", type=readable_file, metavar="FILE", help="--data read from FILE"
-    )
-    load = bench.add_argument_group("load (calls started per second; default: no limit)")
-    load.add_argument(
-        "-r", "--rps", type=positive_number, metavar="R", help="at most R calls per second"
-    )
-    load.add_argument(
-        "--load-schedule",
-        choices=SCHEDULE_KINDS,
-        default="const",
-        help="const (--rps), step or line (--load-start, --load-step, ...)",
-    )
-    load.add_argument(
-        "--load-start", type=positive_number, metavar="R", help="step/line: first rate"
-    )
-    load.add_argument(
-        "--load-step",
-        type=signed_number,
-        metavar="D",
-        help="step: rate change per step; line: per second (may be negative)",
-    )
-    load.add_argument(
-        "--load-step-duration", type=positive_seconds, metavar="SECONDS", help="step: its length"
-    )
-    load.add_argument(
-        "--load-end", type=positive_number, metavar="R", help="step/line: rate to stop at"
-    )
-    load.add_argument(
-        "--load-max-duration",
-        type=positive_seconds,
-        metavar="SECONDS",
-        help="step/line: stop changing the rate after this long",
-    )
-    add(
-        "--skip-first",
-        type=non_negative_int,
-        default=0,
-        metavar="N",
-        help="run N warm-up calls first and leave them out of the report "
-        "(they count towards --requests)",
-    )
-    output = bench.add_argument_group("report")
-    output.add_argument(
-        "-O",
-        "--format",
-        choices=REPORT_FORMATS,
-        default=None,
-        help="summary (default), json (one object), csv (one row per call) or html (a page "
-        "with a histogram chart)",
-    )
-    output.add_argument("--json", action="store_true", help="the same as --format json")
-    output.add_argument(
-        "-o", "--output", type=Path, metavar="FILE", help="write the report to FILE"
-    )
-    output.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
-    output.add_argument(
-        "--progress-interval",
-        type=positive_seconds,
-        default=0.5,
-        metavar="SECONDS",
-        help="seconds between progress updates (default %(default)s)",
-    )
+    add_arguments(bench, settings_of(BenchFlags), defaults=True)
     add_connection_flags(bench, after_command=True)
     return bench

@@ -1,5 +1,5 @@
 """What the client's flags describe, checked before the event loop starts: the GreetClient
-(ClientSetup), its connection settings, TLS and token, and a bench run's options and data."""
+(ClientSetup) with its TLS and token, and a bench run's options and data."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from greet.client.arguments import (
-    UsageError,
-)
-from greet.client.bench import DEFAULT_DURATION, BenchOptions
+from greet._settings import build
+from greet.client.arguments import UsageError
 from greet.client.bench_data import CallData, call_data_from_json, default_call_data
+from greet.client.bench_options import DEFAULT_DURATION, BenchOptions
 from greet.client.bench_schedule import load_schedule_from_flags
-from greet.client.cli_flags import DEFAULT_NAMES_PER_CALL
+from greet.client.cli_flags import DEFAULT_NAMES_PER_CALL, BenchFlags, ConnectionFlags
 from greet.client.core import GreetClient
 from greet.client.pool import PoolOptions
 from greet.client.retry import RetryPolicy
 from greet.client.tls_flags import ssl_context_from_flags
-from greet.transport import ChannelConfig, ClientKeepalive
 
 __all__ = [
     "ClientSetup",
@@ -47,32 +45,27 @@ class ConnectionFlagError(UsageError):
 class ClientSetup:
     """Everything GreetClient needs, checked before the event loop starts."""
 
-    targets: str
-    backup: str
-    timeout: float | None
+    flags: ConnectionFlags
     ssl_context: ssl.SSLContext | None
     token: str | None
     metadata: dict[str, str]
-    max_attempts: int
-    connections: int
-    resolve_interval: float
-    transport: ChannelConfig
 
     def client(self) -> GreetClient:
+        flags = self.flags
         try:
             return GreetClient(
-                self.targets,
-                backup=self.backup,
-                timeout=self.timeout,
+                flags.target,
+                backup=flags.backup,
+                timeout=flags.timeout,
                 ssl=self.ssl_context,
                 token=self.token,
                 metadata=self.metadata,
-                retry=RetryPolicy(max_attempts=self.max_attempts),
+                retry=RetryPolicy(max_attempts=flags.max_attempts),
                 pool=PoolOptions(
-                    connections_per_endpoint=self.connections,
-                    resolve_interval=self.resolve_interval,
+                    connections_per_endpoint=flags.connections,
+                    resolve_interval=flags.resolve_interval,
                 ),
-                transport=self.transport,
+                transport=flags.transport,
             )
         except ValueError as error:
             raise ConnectionFlagError(str(error)) from None
@@ -80,17 +73,22 @@ class ClientSetup:
 
 def client_setup(args: argparse.Namespace) -> ClientSetup:
     """The client the flags describe; UsageError naming the flag when one is wrong."""
+    values = vars(args)
+    entries = [*values.get("metadata", []), *values.get("metadata_after", [])]
+    try:
+        flags = build(ConnectionFlags, {**values, "metadata": entries})
+    except ValueError as error:  # GREET_HTTP2_ENGINE naming no engine
+        raise ConnectionFlagError(str(error)) from None
     token = None
-    if args.token_file is not None:
+    if flags.token_file is not None:
         try:
-            token = read_token_file(args.token_file)
+            token = read_token_file(flags.token_file)
         except (OSError, ValueError) as error:
             raise ConnectionFlagError(
-                f"--token-file {args.token_file}: {token_file_problem(error)}"
+                f"--token-file {flags.token_file}: {token_file_problem(error)}"
             ) from None
-    entries = (args.metadata or []) + getattr(args, "metadata_after", [])
     metadata: dict[str, str] = {}
-    for key, value in entries:
+    for key, value in flags.metadata:
         if key in metadata:
             raise ConnectionFlagError(f"--metadata {key} is given twice")
         metadata[key] = value
@@ -98,35 +96,12 @@ def client_setup(args: argparse.Namespace) -> ClientSetup:
         raise ConnectionFlagError(
             "give the token with --token-file or --metadata authorization=..., not both"
         )
-    return ClientSetup(
-        targets=args.target,
-        backup=args.backup,
-        timeout=args.timeout,
-        ssl_context=tls_context(args),
-        token=token,
-        metadata=metadata,
-        max_attempts=args.max_attempts,
-        connections=args.connections,
-        resolve_interval=args.resolve_interval,
-        transport=channel_config(args),
-    )
+    return ClientSetup(flags, tls_context(flags), token, metadata)
 
 
-def channel_config(args: argparse.Namespace) -> ChannelConfig:
-    """The HTTP/2 connection settings the flags describe."""
-    keepalive = ClientKeepalive(time=args.keepalive_time, timeout=args.keepalive_timeout)
-    engine = {} if args.http2_engine is None else {"engine": args.http2_engine}
-    return ChannelConfig(
-        keepalive=keepalive,
-        handshake_timeout=args.handshake_timeout,
-        compression=args.compression,
-        **engine,
-    )
-
-
-def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+def tls_context(flags: ConnectionFlags) -> ssl.SSLContext | None:
     try:
-        return ssl_context_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
+        return ssl_context_from_flags(flags.tls_ca, flags.tls_cert, flags.tls_key)
     except UsageError as error:
         raise ConnectionFlagError(str(error)) from None
 
@@ -140,51 +115,53 @@ def token_file_problem(error: OSError | ValueError) -> str:
 
 
 def bench_options(args: argparse.Namespace) -> BenchOptions:
-    """The run the bench flags describe; UsageError naming the flag when one is wrong."""
-    if args.json and args.format not in (None, "json"):
-        raise UsageError(f"--json is --format json; it cannot go with --format {args.format}")
-    args.format = "json" if args.json else args.format or "summary"
+    """The run the bench flags describe; UsageError naming the flag when one is wrong. Sets
+    `args.format` to the report format asked for."""
+    flags = build(BenchFlags, vars(args))
+    if flags.json and flags.format not in (None, "json"):
+        raise UsageError(f"--json is --format json; it cannot go with --format {flags.format}")
+    args.format = "json" if flags.json else flags.format or "summary"
     try:
         schedule = load_schedule_from_flags(
-            args.load_schedule,
-            rps=args.rps,
-            start=args.load_start,
-            step=args.load_step,
-            step_duration=args.load_step_duration,
-            end=args.load_end,
-            max_duration=args.load_max_duration,
+            flags.load_schedule,
+            rps=flags.rps,
+            start=flags.load_start,
+            step=flags.load_step,
+            step_duration=flags.load_step_duration,
+            end=flags.load_end,
+            max_duration=flags.load_max_duration,
         )
+        length = flags.duration is not None or flags.requests is not None
         return BenchOptions(
-            rpc=args.rpc,
-            duration=args.duration
-            if args.duration is not None or args.requests is not None
-            else DEFAULT_DURATION,
-            requests=args.requests,
-            concurrency=args.concurrency,
-            data=bench_data(args),
+            rpc=flags.rpc,
+            duration=flags.duration if length else DEFAULT_DURATION,
+            requests=flags.requests,
+            concurrency=flags.concurrency,
+            data=bench_data(flags),
             schedule=schedule,
-            skip_first=args.skip_first,
-            progress_interval=args.progress_interval,
+            skip_first=flags.skip_first,
+            progress_interval=flags.progress_interval,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
 
 
-def bench_data(args: argparse.Namespace) -> CallData:
-    if args.data is None and args.data_file is None:
-        count = DEFAULT_NAMES_PER_CALL if args.names_per_call is None else args.names_per_call
+def bench_data(flags: BenchFlags) -> CallData:
+    if flags.data is None and flags.data_file is None:
+        count = DEFAULT_NAMES_PER_CALL if flags.names_per_call is None else flags.names_per_call
         return default_call_data(count)
-    if args.names_per_call is not None:
+    if flags.names_per_call is not None:
         raise UsageError("--names generates names; with --data or --data-file the JSON has them")
-    if args.data is not None:
-        flag, text = "--data", args.data
+    if flags.data is not None:
+        flag, text = "--data", flags.data
     else:
-        flag = f"--data-file {args.data_file}"
+        assert flags.data_file is not None
+        flag = f"--data-file {flags.data_file}"
         try:
-            text = args.data_file.read_text()
+            text = flags.data_file.read_text()
         except (OSError, UnicodeDecodeError) as error:
             raise UsageError(f"{flag}: cannot read it: {error}") from None
     try:
-        return call_data_from_json(args.rpc, text)
+        return call_data_from_json(flags.rpc, text)
     except ValueError as error:
         raise UsageError(f"{flag}: {error}") from None

@@ -7,7 +7,6 @@ import socket
 import ssl
 from collections.abc import Sequence
 from types import TracebackType
-from typing import cast
 
 from greet.addresses import format_address
 from greet.greeting import Greeter, WorkingGreeter
@@ -20,42 +19,11 @@ from greet.server.reflection import with_reflection
 from greet.service import GreetService
 from greet.telemetry import tracing_enabled
 from greet.tls import server_ssl_context
-from greet.transport import (
-    EngineName,
-    KeepalivePolicy,
-    TransportConfig,
-    TransportServer,
-    default_engine_name,
-)
+from greet.transport import TransportServer
 
 __all__ = ["GreetServer"]
 
 log = logging.getLogger("greet.server")
-
-
-def transport_config(config: ServerConfig) -> TransportConfig:
-    """The transport settings of a server config."""
-    engine = config.http2_engine
-    return TransportConfig(
-        engine=default_engine_name() if engine is None else cast(EngineName, engine),
-        max_message_bytes=config.max_message_bytes,
-        max_concurrent_streams=config.max_concurrent_streams,
-        max_header_list_bytes=config.max_header_list_bytes,
-        handshake_timeout=config.handshake_timeout,
-        keepalive=KeepalivePolicy(
-            time=config.keepalive_time,
-            timeout=config.keepalive_timeout,
-            min_time=config.keepalive_min_time,
-            permit_without_calls=config.keepalive_permit_without_calls,
-        ),
-        max_connection_idle=config.max_connection_idle,
-        max_connection_age=config.max_connection_age,
-        max_connection_age_grace=config.max_connection_age_grace,
-        max_resets_per_second=config.max_resets_per_second,
-        reset_burst=config.reset_burst,
-        compression=config.compression,
-        eager_calls=config.eager_calls,
-    )
 
 
 class GreetServer:
@@ -121,7 +89,7 @@ class GreetServer:
         # greet's own HTTP/2 transport under a grpclib Server: limits, strict decoding,
         # UNIMPLEMENTED with content-type, graceful drain (greet.transport)
         self.grpc_server = TransportServer(
-            handlers, config=transport_config(config), interceptors=self.interceptors
+            handlers, config=config.transport, interceptors=self.interceptors
         )
         if self.metrics is not None:  # every served method's series, at 0 from the start
             self.metrics.grpc.initialize(self.grpc_server.methods)

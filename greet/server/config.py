@@ -2,8 +2,10 @@
 
 Each field below is the one declaration of its setting: type, default, allowed values, help, and
 the flag `--field-name` (or the one given), which also reads `GREET_FIELD_NAME`. A flag given on
-the command line wins over the variable, and the variable over the default. The parser, the
-environment and the checks are derived from these fields (greet.server.settings).
+the command line wins over the variable, and the variable over the default. The domain's limits
+(greet.greeting.Limits) and the transport's settings (greet.transport.TransportConfig, declared
+there with their flags) are groups nested as they are. The parser, the environment and the checks
+are derived from these declarations (greet._settings).
 """
 
 from __future__ import annotations
@@ -15,17 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import greet
-from greet.greeting import Limits
-from greet.server.settings import (
-    Choice,
+from greet._setting_kinds import Choice, FilePath, Integer, Number, Switch, Text
+from greet._settings import (
     ConfigError,
     Declaration,
-    FilePath,
-    Integer,
-    Number,
     SettingsParser,
-    Switch,
-    Text,
     add_arguments,
     build,
     check_values,
@@ -35,7 +31,9 @@ from greet.server.settings import (
     settings_group,
     settings_of,
 )
+from greet.greeting import Limits
 from greet.tls import TLSFileError, server_ssl_context
+from greet.transport.config import LIMITS, TransportConfig
 
 __all__ = [
     "DEFAULT_HOST",
@@ -52,18 +50,12 @@ __all__ = [
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-MIB = 1024 * 1024
 
 PORT = Integer(0, 65535, metavar="PORT")
 SECONDS = Number(0.0)
 """Zero or more seconds."""
-POSITIVE_SECONDS = Number(0.0, exclusive=True)
-HTTP2_ENGINES = ("nghttp2", "h2")
 
 SERVING = "serving"
-LIMITS = "limits (calls over one get RESOURCE_EXHAUSTED or INVALID_ARGUMENT)"
-HTTP2 = "HTTP/2"
-CONNECTIONS = "keepalive and connection lifetime"
 SECURITY = "TLS and bearer tokens"
 BACKEND = "backend"
 OBSERVABILITY = "metrics and logs"
@@ -83,13 +75,6 @@ class ServerConfig:
     )
     grace: float = setting(
         10.0, SECONDS, "seconds to drain calls on SIGTERM/SIGINT", section=SERVING
-    )
-    max_message_bytes: int = setting(
-        4 * MIB,
-        Integer(1, metavar="BYTES"),
-        "largest request message; larger ones get RESOURCE_EXHAUSTED",
-        default_text="4 MiB",
-        section=LIMITS,
     )
     # The domain's limits: their defaults are Limits's (None: no limit, as in the original).
     limits: Limits = settings_group(
@@ -147,101 +132,8 @@ class ServerConfig:
         "text", Choice(("text", "json")), "log line format", section=OBSERVABILITY
     )
     access_log: bool = setting(False, Switch(), "log one line per call", section=OBSERVABILITY)
-    http2_engine: str | None = setting(
-        None,
-        Choice(HTTP2_ENGINES),
-        "HTTP/2 implementation: libnghttp2 (ngh2) or pure-Python h2",
-        unset_text="nghttp2 if the ngh2 package imports, else h2",
-        section=HTTP2,
-    )
-    max_concurrent_streams: int = setting(
-        100,
-        Integer(1, 2**31 - 1),
-        "calls one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)",
-        section=HTTP2,
-    )
-    max_header_list_bytes: int = setting(
-        64 * 1024,
-        Integer(1024, 1 << 20, metavar="BYTES"),
-        "largest header list (metadata) of a call (SETTINGS_MAX_HEADER_LIST_SIZE)",
-        section=HTTP2,
-    )
-    max_resets_per_second: float = setting(
-        33.0,
-        Number(0.0, exclusive=True, metavar="RATE"),
-        "streams a client may reset per second, on average, before its connection is closed "
-        "(rapid reset)",
-        section=HTTP2,
-    )
-    reset_burst: int = setting(
-        1000, Integer(1), "resets allowed at once above --max-resets-per-second", section=HTTP2
-    )
-    eager_calls: bool = setting(
-        True,
-        Switch(),
-        "run each handler in the callback that completed its request, as an asyncio Task only "
-        "once it waits (off: a Task per call, for handlers that need asyncio.current_task() "
-        "before their first await on Python < 3.12)",
-        section=HTTP2,
-    )
-    compression: str | None = setting(
-        None,
-        Choice(("gzip", "deflate", "identity")),
-        "compress replies with this encoding",
-        unset_text="none",
-        section=HTTP2,
-    )
-    keepalive_time: float = setting(
-        7200.0,
-        POSITIVE_SECONDS,
-        "seconds idle before the server pings the client",
-        section=CONNECTIONS,
-    )
-    keepalive_timeout: float = setting(
-        20.0,
-        POSITIVE_SECONDS,
-        "seconds to wait for a ping's answer before closing the connection",
-        section=CONNECTIONS,
-    )
-    keepalive_min_time: float = setting(
-        300.0,
-        SECONDS,
-        "least seconds between client pings the server accepts",
-        section=CONNECTIONS,
-    )
-    keepalive_permit_without_calls: bool = setting(
-        False,
-        Switch(),
-        "accept client pings on connections without calls",
-        section=CONNECTIONS,
-    )
-    max_connection_idle: float | None = setting(
-        None,
-        POSITIVE_SECONDS,
-        "seconds without calls after which a connection is closed with GOAWAY",
-        unset_text="never",
-        section=CONNECTIONS,
-    )
-    max_connection_age: float | None = setting(
-        None,
-        POSITIVE_SECONDS,
-        "seconds after which a connection is closed with GOAWAY",
-        unset_text="never",
-        section=CONNECTIONS,
-    )
-    max_connection_age_grace: float | None = setting(
-        None,
-        POSITIVE_SECONDS,
-        "seconds the calls of a connection closed for its age may still take",
-        unset_text="no end",
-        section=CONNECTIONS,
-    )
-    handshake_timeout: float = setting(
-        20.0,
-        POSITIVE_SECONDS,
-        "seconds a new connection has for the TLS handshake and the HTTP/2 preface",
-        section=CONNECTIONS,
-    )
+    # HTTP/2 and connection settings: TransportConfig's own declarations and defaults.
+    transport: TransportConfig = settings_group(TransportConfig)
 
     def __post_init__(self) -> None:
         check_values(self)
@@ -258,7 +150,7 @@ class ServerConfig:
 
 
 SETTINGS = settings_of(ServerConfig)
-FLAGS = {item.name: item.flag for item in SETTINGS if item.group is None}
+FLAGS = {item.name: item.flag for item in SETTINGS if len(item.path) == 1}
 
 TLS_FILE_FIELDS = {"cert": "tls_cert", "key": "tls_key", "client_ca": "tls_client_ca"}
 """server_ssl_context's parameter (TLSFileError.role) -> the ServerConfig field."""
@@ -269,7 +161,7 @@ def check_files(config: ServerConfig) -> None:
     file is not UTF-8, or the TLS files do not make a certificate chain, its key and a CA bundle.
     """
     for item in SETTINGS:
-        path = getattr(config, item.name) if item.group is None else None
+        path = getattr(config, item.name) if len(item.path) == 1 else None
         if not isinstance(item.kind, FilePath) or path is None:
             continue
         if (problem := item.kind.file_problem(path)) is not None:

@@ -1,5 +1,11 @@
 """Settings of greet's HTTP/2 transport: one frozen dataclass per concern, defaults explained.
 
+The server's settings (TransportConfig, KeepalivePolicy) are declared with greet._settings: each
+field's `setting(...)` is its default, its check, its `python -m greet.server` flag (and GREET_*
+variable) and its --help line at once; greet.server.config nests them as they are. The client's
+(ChannelConfig, ClientKeepalive) are the client library's; the client CLI names the fields it
+sets (greet.client.cli_flags).
+
 The defaults follow grpc-go's where grpc-go has one (keepalive, connection age and idleness, ping
 enforcement), and libnghttp2's where the question is an HTTP/2 abuse limit (RST_STREAM rate, header
 list size); MAX_CONCURRENT_STREAMS is 100, as libnghttp2 and h2 advertise by default, so that one
@@ -11,12 +17,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from greet._setting_kinds import Choice, Integer, Number, Switch
+from greet._settings import check_values, computed_setting, setting, settings_group
 from greet.transport._engine import ENGINE_NAMES, EngineLimits, EngineName, default_engine_name
 from greet.transport._wire import ENCODINGS
 
 __all__ = ["ChannelConfig", "ClientKeepalive", "KeepalivePolicy", "TransportConfig"]
 
 MIB = 1 << 20
+
+SECONDS = Number(0.0)
+"""Zero or more seconds."""
+POSITIVE_SECONDS = Number(0.0, exclusive=True)
+REPLY_ENCODINGS = ("gzip", "deflate", "identity")
+"""The reply encodings a server may be told to use: greet.transport._wire's and identity."""
+
+LIMITS = "limits (calls over one get RESOURCE_EXHAUSTED or INVALID_ARGUMENT)"
+HTTP2 = "HTTP/2"
+CONNECTIONS = "keepalive and connection lifetime"
+"""Sections of the server's --help."""
 
 
 def check_seconds(name: str, value: float | None, *, zero: bool = False) -> None:
@@ -37,64 +56,133 @@ class KeepalivePolicy:
     and grpcio answer; `permit_without_calls` allows pings while no call is open.
     """
 
-    time: float = 7200.0
-    timeout: float = 20.0
-    min_time: float = 300.0
-    permit_without_calls: bool = False
+    time: float = setting(
+        7200.0,
+        POSITIVE_SECONDS,
+        "seconds idle before the server pings the client",
+        flag="--keepalive-time",
+        section=CONNECTIONS,
+    )
+    timeout: float = setting(
+        20.0,
+        POSITIVE_SECONDS,
+        "seconds to wait for a ping's answer before closing the connection",
+        flag="--keepalive-timeout",
+        section=CONNECTIONS,
+    )
+    min_time: float = setting(
+        300.0,
+        SECONDS,
+        "least seconds between client pings the server accepts",
+        flag="--keepalive-min-time",
+        section=CONNECTIONS,
+    )
+    permit_without_calls: bool = setting(
+        False,
+        Switch(),
+        "accept client pings on connections without calls",
+        flag="--keepalive-permit-without-calls",
+        section=CONNECTIONS,
+    )
     max_ping_strikes: int = 2
 
     def __post_init__(self) -> None:
-        check_seconds("keepalive time", self.time)
-        check_seconds("keepalive timeout", self.timeout)
-        check_seconds("keepalive min time", self.min_time, zero=True)
+        check_values(self)
 
 
 @dataclass(frozen=True)
 class TransportConfig:
-    """Everything the transport needs to know, per server (or client)."""
+    """Everything the transport needs to know, per server. The fields without `setting(...)`
+    are set in code only."""
 
-    engine: EngineName = field(default_factory=default_engine_name)
-    max_message_bytes: int = 4 * MIB
-    max_concurrent_streams: int = 100
-    max_header_list_bytes: int = 64 * 1024
-    handshake_timeout: float = 20.0
-    keepalive: KeepalivePolicy = field(default_factory=KeepalivePolicy)
-    max_connection_idle: float | None = None
-    max_connection_age: float | None = None
-    max_connection_age_grace: float | None = None
-    max_resets_per_second: float = 33.0
-    reset_burst: int = 1000
+    engine: EngineName = computed_setting(
+        default_engine_name,
+        Choice(ENGINE_NAMES),
+        "HTTP/2 implementation: libnghttp2 (ngh2) or pure-Python h2",
+        default_text="nghttp2 if the ngh2 package imports, else h2",
+        flag="--http2-engine",
+        section=HTTP2,
+    )
+    max_message_bytes: int = setting(
+        4 * MIB,
+        Integer(1, metavar="BYTES"),
+        "largest request message; larger ones get RESOURCE_EXHAUSTED",
+        default_text="4 MiB",
+        section=LIMITS,
+    )
+    max_concurrent_streams: int = setting(
+        100,
+        Integer(1, 2**31 - 1),
+        "calls one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)",
+        section=HTTP2,
+    )
+    max_header_list_bytes: int = setting(
+        64 * 1024,
+        Integer(1024, EngineLimits.hard_header_list_size // 2, metavar="BYTES"),
+        "largest header list (metadata) of a call (SETTINGS_MAX_HEADER_LIST_SIZE)",
+        section=HTTP2,
+    )
+    handshake_timeout: float = setting(
+        20.0,
+        POSITIVE_SECONDS,
+        "seconds a new connection has for the TLS handshake and the HTTP/2 preface",
+        section=CONNECTIONS,
+    )
+    keepalive: KeepalivePolicy = settings_group(KeepalivePolicy)
+    max_connection_idle: float | None = setting(
+        None,
+        POSITIVE_SECONDS,
+        "seconds without calls after which a connection is closed with GOAWAY",
+        unset_text="never",
+        section=CONNECTIONS,
+    )
+    max_connection_age: float | None = setting(
+        None,
+        POSITIVE_SECONDS,
+        "seconds after which a connection is closed with GOAWAY",
+        unset_text="never",
+        section=CONNECTIONS,
+    )
+    max_connection_age_grace: float | None = setting(
+        None,
+        POSITIVE_SECONDS,
+        "seconds the calls of a connection closed for its age may still take",
+        unset_text="no end",
+        section=CONNECTIONS,
+    )
+    max_resets_per_second: float = setting(
+        33.0,
+        Number(0.0, exclusive=True, metavar="RATE"),
+        "streams a client may reset per second, on average, before its connection is closed "
+        "(rapid reset)",
+        section=HTTP2,
+    )
+    reset_burst: int = setting(
+        1000, Integer(1), "resets allowed at once above --max-resets-per-second", section=HTTP2
+    )
     max_settings_per_second: float = 10.0
     settings_burst: int = 100
     stream_send_buffer: int = 64 * 1024
     connection_send_buffer: int = 4 * MIB
-    eager_calls: bool = True  # greet.transport._server_call
-    compression: str | None = None  # reply encoding (greet.transport._wire), if accepted
+    eager_calls: bool = setting(  # greet.transport._server_call
+        True,
+        Switch(),
+        "run each handler in the callback that completed its request, as an asyncio Task only "
+        "once it waits (off: a Task per call, for handlers that need asyncio.current_task() "
+        "before their first await on Python < 3.12)",
+        section=HTTP2,
+    )
+    compression: str | None = setting(  # greet.transport._wire, for clients accepting it
+        None,
+        Choice(REPLY_ENCODINGS),
+        "compress replies with this encoding",
+        unset_text="none",
+        section=HTTP2,
+    )
     compression_threshold: int = 1024  # smaller replies stay uncompressed
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINE_NAMES:
-            raise ValueError(
-                f"HTTP/2 engine is one of {', '.join(ENGINE_NAMES)}, not {self.engine!r}"
-            )
-        if self.max_message_bytes < 1:
-            raise ValueError("max_message_bytes must be at least 1")
-        if self.max_concurrent_streams < 1:
-            raise ValueError("max_concurrent_streams must be at least 1")
-        if not 1024 <= self.max_header_list_bytes <= EngineLimits.hard_header_list_size // 2:
-            raise ValueError(
-                f"max_header_list_bytes must be 1024 .. {EngineLimits.hard_header_list_size // 2}"
-            )
-        check_seconds("handshake timeout", self.handshake_timeout)
-        check_seconds("max connection idle", self.max_connection_idle)
-        check_seconds("max connection age", self.max_connection_age)
-        check_seconds("max connection age grace", self.max_connection_age_grace, zero=True)
-        if not (math.isfinite(self.max_resets_per_second) and self.max_resets_per_second > 0):
-            raise ValueError("max_resets_per_second must be a positive number")
-        if self.reset_burst < 1:
-            raise ValueError("reset_burst must be at least 1")
-        if self.compression not in (None, "identity", *ENCODINGS):
-            raise ValueError(f"compression is one of {', '.join(sorted(ENCODINGS))}")
+        check_values(self)
 
     def engine_limits(self) -> EngineLimits:
         return EngineLimits(

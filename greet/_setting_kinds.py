@@ -1,8 +1,8 @@
-"""Kinds of setting value (greet.server.settings): how a value is written on the command line or
-in a GREET_* variable, which values are allowed, and how one is shown in --help.
+"""Kinds of setting value (greet._settings): how a value is written on the command line or in a
+GREET_* variable, which values are allowed, and how one is shown in --help.
 
 Messages say what is wrong without saying where the value came from ("must be 0..65535, not
-99999"); greet.server.settings puts the flag or the variable in front.
+99999"); greet._settings puts the flag or the variable in front.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["Choice", "FilePath", "Integer", "Kind", "Number", "Switch", "Text"]
+__all__ = ["Choice", "FilePath", "Integer", "Kind", "Many", "Number", "Switch", "Text"]
 
 T = TypeVar("T")
+C = TypeVar("C", bound=str)
 
 
 class Kind(ABC, Generic[T]):
@@ -122,20 +123,25 @@ class Number(Kind[float]):
 
 
 @dataclass(frozen=True)
-class Choice(Kind[str]):
+class Choice(Kind[C]):
     """One of `choices`."""
 
-    choices: tuple[str, ...]
+    choices: tuple[C, ...]
 
     def usage(self) -> str | None:
         return "{" + ",".join(self.choices) + "}"
 
-    def convert(self, text: str) -> str:
-        return text.strip()
+    def convert(self, text: str) -> C:
+        word = text.strip()
+        for choice in self.choices:
+            if word == choice:
+                return choice
+        raise ValueError(self.refusal(word))
 
     def problem(self, value: object) -> str | None:
-        if value in self.choices:
-            return None
+        return None if value in self.choices else self.refusal(value)
+
+    def refusal(self, value: object) -> str:
         return f"must be one of {', '.join(self.choices)}; not {value!r}"
 
 
@@ -145,7 +151,10 @@ FALSE_WORDS = ("0", "false", "no", "off")
 
 @dataclass(frozen=True)
 class Switch(Kind[bool]):
-    """On or off: `--name` / `--no-name` on the command line, a yes/no word in a variable."""
+    """On or off: `--name` / `--no-name` on the command line (only `--name`, which turns it on,
+    when not `negatable`), a yes/no word in a variable."""
+
+    negatable: bool = True
 
     def convert(self, text: str) -> bool:
         word = text.strip().lower()
@@ -185,3 +194,23 @@ class FilePath(Kind[Path]):
                 return None
         except OSError as error:
             return (error.strerror or str(error)).lower()
+
+
+@dataclass(frozen=True)
+class Many(Kind[tuple[T, ...]]):
+    """A flag given any number of times, each time one `item` (`-m a=1 -m b=2`); a variable
+    gives one."""
+
+    item: Kind[T]
+
+    def usage(self) -> str | None:
+        return self.item.usage()
+
+    def convert(self, text: str) -> tuple[T, ...]:
+        return (self.item.parse(text),)
+
+    def problem(self, value: object) -> str | None:
+        if not isinstance(value, tuple):
+            return f"must be a tuple, not {value!r}"
+        problems = (self.item.problem(each) for each in value)
+        return next((problem for problem in problems if problem is not None), None)
