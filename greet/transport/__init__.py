@@ -32,12 +32,22 @@ config.py             TransportConfig, KeepalivePolicy, ChannelConfig, ClientKee
 """
 
 from greet.transport.channel import Channel
+from greet.transport.client_stream import ClientStream
 from greet.transport.config import ChannelConfig, ClientKeepalive, KeepalivePolicy, TransportConfig
 from greet.transport.engine import (
     ENGINE_NAMES,
     EngineName,
+    ErrorCode,
     default_engine_name,
     describe_engine,
+)
+from greet.transport.errors import (
+    ConnectionEnded,
+    ConnectionLost,
+    HandshakeFailed,
+    NotProcessed,
+    StreamRefused,
+    StreamReset,
 )
 from greet.transport.server import TransportServer
 
@@ -46,8 +56,16 @@ __all__ = [
     "Channel",
     "ChannelConfig",
     "ClientKeepalive",
+    "ClientStream",
+    "ConnectionEnded",
+    "ConnectionLost",
     "EngineName",
+    "ErrorCode",
+    "HandshakeFailed",
     "KeepalivePolicy",
+    "NotProcessed",
+    "StreamRefused",
+    "StreamReset",
     "TransportConfig",
     "TransportServer",
     "default_engine_name",
