@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from greet.client import GreetClient
 from greet.client.arguments import (
     OneLineErrorParser,
     UsageError,
@@ -43,7 +44,6 @@ from greet.client.cli_setup import (
     client_setup,
     read_token_file,
 )
-from greet.client.core import GreetClient
 from greet.errors import RpcError
 
 __all__ = [

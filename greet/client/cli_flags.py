@@ -8,6 +8,7 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
+from greet.client import PoolOptions, RetryPolicy
 from greet.client.arguments import (
     metadata_pair,
     non_negative_int,
@@ -20,8 +21,6 @@ from greet.client.arguments import (
 from greet.client.bench import DEFAULT_DURATION, RPC_KINDS
 from greet.client.bench_report import REPORT_FORMATS
 from greet.client.bench_schedule import SCHEDULE_KINDS
-from greet.client.pool import PoolOptions
-from greet.client.retry import RetryPolicy
 from greet.transport import ENGINE_NAMES, ChannelConfig, ClientKeepalive
 
 __all__ = [

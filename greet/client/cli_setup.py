@@ -8,6 +8,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from greet.client import GreetClient, PoolOptions, RetryPolicy
 from greet.client.arguments import (
     UsageError,
 )
@@ -15,9 +16,6 @@ from greet.client.bench import DEFAULT_DURATION, BenchOptions
 from greet.client.bench_data import CallData, call_data_from_json, default_call_data
 from greet.client.bench_schedule import load_schedule_from_flags
 from greet.client.cli_flags import DEFAULT_NAMES_PER_CALL
-from greet.client.core import GreetClient
-from greet.client.pool import PoolOptions
-from greet.client.retry import RetryPolicy
 from greet.client.tls_flags import ssl_context_from_flags
 from greet.transport import ChannelConfig, ClientKeepalive
 
