@@ -180,7 +180,8 @@ class GreetClient:
     async def say_hello(self, *, timeout: float | None = None) -> HelloResponse:
         """SayHello: the plain greeting ("Hello")."""
         timeout = self.timeout if timeout is None else timeout
-        return await self._runner.unary(SAY_HELLO, build(NoParam), self.metadata, timeout)
+        request = build(NoParam)
+        return await self._runner.unary(SAY_HELLO, request, self.metadata, timeout)
 
     async def say_hello_server_streaming(
         self, names: NamesList | Iterable[str], *, timeout: float | None = None
