@@ -624,7 +624,9 @@ class AttemptRunner:
         return picked
 
     def _succeeded(self, state: EndpointState) -> None:
-        self.budget.record_success()
+        budget = self.budget
+        if budget.tokens < budget.max_tokens:  # else full, or not throttled: nothing to give back
+            budget.record_success()
         self.served[state.name] += 1
         if state.down:
             self.pool.mark_up(state)
