@@ -7,7 +7,8 @@ import re
 import pytest
 
 from greet.addresses import bare_host, format_address, format_peer, parse_address
-from greet.client.targets import DnsName, Endpoint, parse_target, parse_target_spec
+from greet.client import DnsName, Endpoint
+from greet.client._pool import parse_target, parse_target_spec
 from greet.tls import exposure_warning, is_loopback
 
 

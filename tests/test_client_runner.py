@@ -284,6 +284,37 @@ async def test_one_transparent_retry_per_call_then_the_policy(
     assert first.requests + second.requests == 3
 
 
+@pytest.mark.parametrize("how", ["refuse", "goaway"])
+async def test_an_unprocessed_unary_attempt_is_retried_without_interceptors_too(
+    refusing: Callable[[str], Awaitable[RefusingServer]], start_server: StartServer, how: str
+) -> None:
+    """A client with no interceptors runs a unary call's first attempt on its own (no records
+    made); when that attempt fails, the call goes on as any other: here a transparent retry on
+    the next endpoint, with no retry policy, counted where it succeeded."""
+    refuser = await refusing(how)
+    server = await start_server()
+    targets = [refuser.target, server.target]
+    async with GreetClient(targets, timeout=10, service_config=ServiceConfig()) as client:
+        assert (await client.say_hello()).message == "Hello"
+        assert client.served == Counter({server.target: 1})
+    assert refuser.requests == 1
+
+
+async def test_one_transparent_retry_then_the_policy_without_interceptors(
+    refusing: Callable[[str], Awaitable[RefusingServer]],
+) -> None:
+    """The first attempt, its transparent retry (no token), then the policy's one retry (each
+    failure the policy saw took a token)."""
+    first, second = await refusing("refuse"), await refusing("refuse")
+    policy = RetryPolicy(max_attempts=2, initial_backoff=0.001, max_backoff=0.001)
+    async with GreetClient([first.target, second.target], timeout=10, retry=policy) as client:
+        with pytest.raises(RpcError) as caught:
+            await client.say_hello()
+        assert client.budget.tokens == pytest.approx(100 - 2)
+    assert caught.value.status is UNAVAILABLE
+    assert first.requests + second.requests == 3
+
+
 # -- per-method policies and throttling -------------------------------------------------------
 
 

@@ -213,7 +213,7 @@ def test_the_guide_says_where_every_change_goes() -> None:
     steps = list(guide_steps(GUIDE.read_text()))
     edited = {step.file for step in steps if isinstance(step, Edit)}
     assert {"proto/greet.proto", "greet/service.py", "greet/greeting.py"} <= edited
-    assert "greet/client/core.py" in edited
+    assert "greet/client/_client.py" in edited
     commands = [line for step in steps if isinstance(step, Commands) for line in step.lines]
     assert "nox -s codegen" in commands
     assert any(line.startswith("nox -s tests -- ") for line in commands)

@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from greet.client import GreetClient
 from greet.client.bench_options import DEFAULT_DURATION, RPC_KINDS, BenchOptions
 from greet.client.bench_result import BenchResult, CallRecord
 from greet.client.bench_schedule import Pacer
-from greet.client.core import GreetClient
 from greet.errors import RpcError
 from greet_service import HelloRequest, NamesList
 

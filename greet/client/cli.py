@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from greet._settings import SettingsParser as OneLineErrorParser
 from greet._settings import usage_error_text
+from greet.client import GreetClient
 from greet.client.arguments import UsageError, program_name
 from greet.client.bench import BenchOptions, run_bench
 from greet.client.bench_report import render_report
@@ -40,7 +41,6 @@ from greet.client.cli_setup import (
     client_setup,
     read_token_file,
 )
-from greet.client.core import GreetClient
 from greet.errors import RpcError
 
 __all__ = [

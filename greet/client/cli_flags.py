@@ -25,6 +25,7 @@ from greet._settings import (
     settings_group,
     settings_of,
 )
+from greet.client import PoolOptions, RetryPolicy
 from greet.client.arguments import (
     Count,
     Duration,
@@ -36,8 +37,6 @@ from greet.client.arguments import (
 from greet.client.bench_options import DEFAULT_DURATION, RPC_KINDS, BenchOptions
 from greet.client.bench_report import REPORT_FORMATS
 from greet.client.bench_schedule import SCHEDULE_KINDS
-from greet.client.pool import PoolOptions
-from greet.client.retry import RetryPolicy
 from greet.transport import ENGINE_NAMES, ChannelConfig, ClientKeepalive
 
 __all__ = [

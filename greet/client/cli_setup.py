@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greet._settings import build
+from greet.client import GreetClient, PoolOptions, RetryPolicy
 from greet.client.arguments import UsageError
 from greet.client.bench_data import CallData, call_data_from_json, default_call_data
 from greet.client.bench_options import DEFAULT_DURATION, BenchOptions
 from greet.client.bench_schedule import load_schedule_from_flags
 from greet.client.cli_flags import DEFAULT_NAMES_PER_CALL, BenchFlags, ConnectionFlags
-from greet.client.core import GreetClient
-from greet.client.pool import PoolOptions
-from greet.client.retry import RetryPolicy
 from greet.client.tls_flags import ssl_context_from_flags
 
 __all__ = [

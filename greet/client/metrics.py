@@ -12,7 +12,7 @@
 Every series has the labels grpc_type (unary, client_stream, server_stream, bidi_stream),
 grpc_service and grpc_method; grpc_code values are grpc-go's code names (codes.Code.String()),
 so dashboards and alerts written for go-grpc-prometheus read them unchanged. ClientMetrics is a
-call interceptor (greet.client.interceptors): it counts calls as the application sees them,
+call interceptor (greet.client.Interceptor): it counts calls as the application sees them,
 once each however many attempts they took, and a call's messages as its last attempt sent and
 received them (a retry's resent requests are not counted twice). Put it first in the list to
 count calls that a later interceptor refuses.
@@ -28,8 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from greet.grpc_labels import CODE_NAMES, GRPC_TYPES, LATENCY_BUCKETS, code_name
 
 if TYPE_CHECKING:
-    from greet.client.calls import ClientCall
-    from greet.client.interceptors import Proceed
+    from greet.client import ClientCall, Proceed
 
 __all__ = ["BUCKETS", "GRPC_CODE_NAMES", "GRPC_TYPES", "ClientMetrics", "grpc_code"]
 

@@ -31,9 +31,8 @@ from grpclib.const import Status
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
-from greet.client.calls import ClientAttempt, ClientCall
-from greet.client.interceptors import AttemptInterceptor, CallInterceptor, Proceed
-from greet.client.targets import parse_target
+from greet.client import AttemptInterceptor, CallInterceptor, ClientAttempt, ClientCall, Proceed
+from greet.client._pool import parse_target
 from greet.span_conventions import (
     ATTEMPT_PREFIX,
     GREET_MESSAGES_RECEIVED,

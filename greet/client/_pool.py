@@ -1,11 +1,15 @@
 """EndpointPool: the endpoints a client balances over, their connections and their health.
 
-- Targets are `host:port` endpoints or `dns:///host:port` names; a name stands for every address
-  it resolves to and is resolved again every `PoolOptions.resolve_interval` seconds (addresses that
-  appear are added, addresses that disappear are dropped).
+Targets are `host:port` or `[v6]:port` endpoints, or `dns:///host:port` names (Endpoint,
+DnsName: `parse_targets`). A name stands for every address it resolves to (`resolve_dns`, the
+default `Resolve`: every A and AAAA address, from the system resolver, so /etc/hosts and the
+search domains apply as for any other program); it is resolved again every
+`PoolOptions.resolve_interval` seconds (addresses that appear are added, addresses that
+disappear are dropped).
+
 - Each endpoint has `connections_per_endpoint` HTTP/2 connections (greet.transport Channels,
   opened on first use); calls go round-robin over the healthy endpoints and, within an endpoint,
-  over its connections.
+  over its connections (`pick` chooses both).
 - An endpoint whose connection fails (refused, reset, GOAWAY) is taken out at once; a background
   probe reconnects with exponential backoff and jitter and puts it back when a connection opens.
 - Backup targets are used only while every primary endpoint is down. When everything is down,
@@ -18,15 +22,109 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl as ssl_module
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
-from greet.client.resolver import Resolve, resolve_dns
-from greet.client.targets import DnsName, Endpoint, Target
+from greet.addresses import format_address, parse_address
 from greet.transport import Channel, ChannelConfig
 
-__all__ = ["EndpointPool", "EndpointState", "PoolOptions"]
+__all__ = [
+    "DNS_SCHEME",
+    "DnsName",
+    "Endpoint",
+    "EndpointPool",
+    "EndpointState",
+    "PoolOptions",
+    "Resolve",
+    "Target",
+    "parse_target",
+    "parse_target_spec",
+    "parse_targets",
+    "resolve_dns",
+]
+
+# -- targets ---------------------------------------------------------------------------------------
+
+DNS_SCHEME = "dns:///"
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """One server address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return format_address(self.host, self.port)
+
+
+@dataclass(frozen=True, order=True)
+class DnsName:
+    """`dns:///host:port`: every address the name resolves to (A and AAAA), re-resolved."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{DNS_SCHEME}{Endpoint(self.host, self.port)}"
+
+
+Target: TypeAlias = "Endpoint | DnsName"
+
+
+def parse_target(target: str) -> Endpoint:
+    """`host:port` or `[v6]:port` -> Endpoint; ValueError on anything else."""
+    try:
+        host, port = parse_address(target.strip())
+    except ValueError as error:
+        raise ValueError(f"bad target {target!r}: {error}") from None
+    return Endpoint(host, port)
+
+
+def parse_target_spec(target: str) -> Target:
+    """`host:port`, `[v6]:port` or `dns:///host:port`; ValueError on anything else."""
+    text = target.strip()
+    if text.startswith("dns:"):
+        if not text.startswith(DNS_SCHEME):
+            raise ValueError(
+                f"bad target {target!r}: expected dns:///host:port (no DNS server authority)"
+            )
+        endpoint = parse_target(text[len(DNS_SCHEME) :])
+        return DnsName(endpoint.host, endpoint.port)
+    return parse_target(text)
+
+
+def parse_targets(targets: str | Sequence[str]) -> list[Target]:
+    """Targets given as a comma-separated string or as a list (`dns:///` names allowed); empty
+    entries are skipped, anything else that is not a target is a ValueError."""
+    names = targets.split(",") if isinstance(targets, str) else list(targets)
+    return [parse_target_spec(name) for name in names if name.strip()]
+
+
+# -- resolving names -------------------------------------------------------------------------------
+
+Resolve: TypeAlias = Callable[[str, int], Awaitable[list[Endpoint]]]
+"""`await resolve(host, port)` -> the endpoints the name stands for (OSError if none)."""
+
+
+async def resolve_dns(host: str, port: int) -> list[Endpoint]:
+    """Every address of `host` (IPv4 and IPv6), without duplicates, in resolver order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    endpoints: dict[Endpoint, None] = {}
+    for _family, _type, _proto, _name, address in infos:
+        endpoints[Endpoint(str(address[0]), int(address[1]))] = None
+    if not endpoints:
+        raise OSError(f"{host} has no addresses")
+    return list(endpoints)
+
+
+# -- the pool --------------------------------------------------------------------------------------
 
 log = logging.getLogger("greet.client")
 
@@ -59,22 +157,24 @@ class PoolOptions:
 class EndpointState:
     """One endpoint in the pool: its connections and whether it is taken out (`down`)."""
 
-    __slots__ = ("channels", "down", "endpoint", "name", "next_channel", "probe", "tier")
+    __slots__ = ("channels", "down", "endpoint", "name", "next_channel", "only", "probe", "tier")
 
     def __init__(self, endpoint: Endpoint, tier: int, channels: list[Channel]) -> None:
         self.endpoint = endpoint
         self.name = str(endpoint)
         self.tier = tier
         self.channels = channels
+        self.only = channels[0] if len(channels) == 1 else None
+        """The one connection of an endpoint that has one (the default), else None."""
         self.next_channel = 0
         self.down = False
         self.probe: asyncio.Task[None] | None = None
 
     def channel(self) -> Channel:
         """The next connection, round-robin."""
+        if self.only is not None:
+            return self.only
         channels = self.channels
-        if len(channels) == 1:
-            return channels[0]
         self.next_channel = (self.next_channel + 1) % len(channels)
         return channels[self.next_channel]
 
@@ -113,8 +213,9 @@ class EndpointPool:
         ]
         self._resolved: dict[tuple[Target, int], list[Endpoint]] = {}
         self._states: dict[tuple[Endpoint, int], EndpointState] = {}
-        self._healthy: tuple[list[EndpointState], list[EndpointState]] = ([], [])
         self._everything: list[EndpointState] = []
+        self._candidates: list[EndpointState] = []  # what `pick` picks from, and how many
+        self._count = 0
         self._next = -1
         self._resolver: asyncio.Task[None] | None = None
         self._closed = False
@@ -131,18 +232,18 @@ class EndpointPool:
         """True until the `dns:///` names have been resolved once (see `resolve`)."""
         return self._needs_resolution
 
-    def pick(self) -> EndpointState | None:
-        """The next endpoint, round-robin: healthy primaries, else healthy backups, else any."""
+    def pick(self) -> tuple[EndpointState, Channel] | None:
+        """The next endpoint and its next connection, round-robin: healthy primaries, else
+        healthy backups, else any. None until the `dns:///` names have been resolved once
+        (`resolve`, then pick again), or when they resolved to nothing."""
+        if self._needs_resolution:
+            return None
         self._next += 1
-        primaries, backups = self._healthy
-        if primaries:
-            return primaries[self._next % len(primaries)]
-        if backups:
-            return backups[self._next % len(backups)]
-        everything = self._everything
-        if everything:
-            return everything[self._next % len(everything)]
-        return None
+        if not self._count:
+            return None
+        state = self._candidates[self._next % self._count]
+        channel = state.only
+        return (state, state.channel() if channel is None else channel)
 
     @property
     def endpoints(self) -> list[EndpointState]:
@@ -229,10 +330,10 @@ class EndpointPool:
                 self._states[key] = EndpointState(key[0], key[1], self._new_channels(key[0]))
         states = sorted(self._states.values(), key=lambda state: state.tier)
         self._everything = states
-        self._healthy = (
-            [s for s in states if s.tier == PRIMARY and not s.down],
-            [s for s in states if s.tier == BACKUP and not s.down],
-        )
+        primaries = [s for s in states if s.tier == PRIMARY and not s.down]
+        backups = [s for s in states if s.tier == BACKUP and not s.down]
+        self._candidates = primaries or backups or states
+        self._count = len(self._candidates)
 
     def _new_channels(self, endpoint: Endpoint) -> list[Channel]:
         server_hostname = None

@@ -1,4 +1,5 @@
-"""Which methods are retried how: a service config shaped like grpc-go's.
+"""Which methods are retried how: RetryPolicy, RetryThrottling and a service config shaped
+like grpc-go's.
 
     config = ServiceConfig(
         method_configs=(
@@ -15,8 +16,9 @@
 A call's policy is that of the MethodConfig naming its method, looked up as grpc-go does: the
 exact `service/method`, else the service (a name with no method), else the default (a name with
 neither); a method no MethodConfig names, or one whose MethodConfig has no retry policy, is not
-retried (except A6's transparent retry, see greet.client.retry). `retry_throttling` is the retry
-budget of the whole client; None: retries are not throttled.
+retried (except A6's transparent retry, below). `retry_throttling` is the retry budget of the
+whole client; None: retries are not throttled. A client looks each method's policy up once
+(MethodPolicies), not on every call.
 
 Without a service config a client retries every method with `GreetClient(retry=...)`, by default
 RetryPolicy(), with its throttling (by default RetryThrottling()): `ServiceConfig.uniform(policy)`.
@@ -30,11 +32,33 @@ and a tokenRatio above 0. A name is named once only. greet also refuses an initi
 maxBackoff and every field it does not implement (timeout, waitForReady, hedgingPolicy,
 loadBalancingConfig, ...), so that no setting is silently ignored. Each refusal is a ValueError
 that names the field.
+
+A RetryPolicy follows gRPC's own retry design (gRFC A6):
+
+- Only `RetryPolicy.retryable_statuses` are retried; by default UNAVAILABLE alone, the status of
+  "the call was not served: connection refused, reset, GOAWAY, no endpoint, 502/503/504 from a
+  proxy". DEADLINE_EXCEEDED is never retried (the caller's time is spent and the server may still
+  be working), RESOURCE_EXHAUSTED is not (retrying an overloaded server or a too-large message
+  makes things worse), nor INTERNAL/UNKNOWN (bugs do not fix themselves) nor the client's own
+  mistakes (INVALID_ARGUMENT, UNAUTHENTICATED, ...). Every GreetService call is idempotent, so a
+  retried call that did reach a server before its connection broke is harmless.
+- The pause before attempt n+1 is `initial_backoff * multiplier**(n-1)`, capped at `max_backoff`,
+  multiplied by a random factor in [1 - jitter, 1 + jitter] so clients do not retry in lockstep.
+- The retry budget (gRPC's retryThrottling token bucket, sized by RetryThrottling; its live
+  tokens are greet.client._attempts' RetryBudget) is shared by all calls of one client: every
+  failed attempt with a retryable status takes one token, every successful call gives back
+  `token_ratio`; while the tokens are at or below half of `max_tokens`, failed calls are not
+  retried. In an outage the extra load from retries is thus bounded by about `max_tokens / 2`
+  attempts, then by `token_ratio` times the successful calls.
+- An attempt the server did not process (REFUSED_STREAM, or a GOAWAY that left it out) is
+  retried once per call at once, whatever the policy (A6's transparent retry): no backoff, no
+  token, not counted in `max_attempts`.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -42,9 +66,89 @@ from typing import Any
 
 from grpclib.const import Status
 
-from greet.client.retry import RetryPolicy, RetryThrottling
+__all__ = [
+    "DEFAULT_RETRYABLE_STATUSES",
+    "MethodConfig",
+    "MethodName",
+    "MethodPolicies",
+    "RetryPolicy",
+    "RetryThrottling",
+    "ServiceConfig",
+]
 
-__all__ = ["MethodConfig", "MethodName", "ServiceConfig"]
+
+DEFAULT_RETRYABLE_STATUSES = frozenset({Status.UNAVAILABLE})
+
+
+@dataclass(frozen=True)
+class RetryThrottling:
+    """The retry budget's size (gRPC's `retryThrottling` service-config field).
+
+    The default of 100 tokens lets a client retry every call that was in flight on one replica
+    when that replica dies (a 32-call bench over three replicas loses about 11 at once); gRPC
+    allows up to 1000. `max_tokens=0` disables retries altogether.
+    """
+
+    max_tokens: float = 100.0
+    token_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_tokens <= 1000:
+            raise ValueError("max_tokens must be 0..1000")
+        if not self.token_ratio > 0:
+            raise ValueError("token_ratio must be greater than 0")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a client retries failed calls of a method (the module docstring has the rules).
+
+    `max_attempts` counts the first attempt (1: never retry); unlike a JSON service config,
+    whose maxAttempts gRPC caps at 5, a policy built here is taken as given. `multiplier` is
+    gRPC's backoffMultiplier; `jitter` is greet's own (gRPC draws the pause at random below the
+    backoff). `replay_buffer_messages` is how many request messages of a client- or
+    bidi-streaming call are kept so the call can be replayed on another endpoint; a call that
+    has sent more than that (or has received a reply) is committed and no longer retried.
+
+    `throttling` applies when the policy is the client's `retry=` (the policy of every method):
+    it is then the client's retry budget (None: RetryThrottling()). In a ServiceConfig the budget
+    is `ServiceConfig.retry_throttling`, and a method's policy leaves this None.
+    """
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.02
+    max_backoff: float = 1.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    retryable_statuses: frozenset[Status] = DEFAULT_RETRYABLE_STATUSES
+    throttling: RetryThrottling | None = None
+    replay_buffer_messages: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if not 0 < self.initial_backoff <= self.max_backoff:
+            raise ValueError("backoffs must satisfy 0 < initial_backoff <= max_backoff")
+        if not self.multiplier > 0:
+            raise ValueError("multiplier must be greater than 0")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+        if self.replay_buffer_messages < 0:
+            raise ValueError("replay_buffer_messages must not be negative")
+        statuses = frozenset(self.retryable_statuses)
+        unknown = [status for status in statuses if not isinstance(status, Status)]
+        if unknown:
+            raise ValueError(f"retryable_statuses must be grpclib Status members, not {unknown}")
+        object.__setattr__(self, "retryable_statuses", statuses)
+
+    def backoff(self, failed_attempts: int) -> float:
+        """Seconds to wait after `failed_attempts` failed attempts (>= 1), jittered."""
+        growth = self.multiplier ** (failed_attempts - 1)
+        base = min(self.initial_backoff * growth, self.max_backoff)
+        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+    def retries(self, status: Status) -> bool:
+        return status in self.retryable_statuses
 
 
 @dataclass(frozen=True, order=True)
@@ -143,6 +247,19 @@ class ServiceConfig:
         """The retry policy of a method path, or None (not retried)."""
         config = self.method_config(path)
         return None if config is None else config.retry_policy
+
+
+class MethodPolicies(dict[str, RetryPolicy | None]):
+    """The retry policy of each method path (None: not retried), looked up in `config` once per
+    path, so that a call reads it from this dict."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def __missing__(self, path: str) -> RetryPolicy | None:
+        policy = self[path] = self.config.retry_policy(path)
+        return policy
 
 
 # -- the JSON form -------------------------------------------------------------------------------

@@ -4,11 +4,11 @@ Each call picks an endpoint from the EndpointPool (round-robin over healthy endp
 only while every primary is down), opens a stream on one of its connections, and on a retryable
 failure tries again on the next endpoint after a jittered backoff, within one deadline for all
 attempts and within the client's retry budget. Which methods are retried how is a service config
-(greet.client.service_config; by default every method with RetryPolicy()). Streaming calls are
+(greet.client._service_config; by default every method with RetryPolicy()). Streaming calls are
 retried only before the first reply arrives, and client/bidi streams only while their requests
-can be replayed (see greet.client.requests). The attempts are run by one runner for all four
-call kinds (greet.client.attempts), inside the client's interceptors
-(greet.client.interceptors). Every failure surfaces as greet.errors.RpcError.
+can be replayed. The attempts are run by one runner for all four call kinds, inside the client's
+interceptors (greet.client._attempts; the interceptors and the records they read:
+greet.client._calls). Every failure surfaces as greet.errors.RpcError.
 """
 
 from __future__ import annotations
@@ -25,16 +25,27 @@ from grpclib.const import Cardinality
 from grpclib.metadata import Deadline
 
 from greet import telemetry
-from greet.client.attempts import AttemptRunner, Body, single
-from greet.client.call_kinds import bidi_streaming, client_streaming, server_streaming, unary
-from greet.client.calls import ClientCall, Method
-from greet.client.interceptors import AttemptInterceptor, CallInterceptor
-from greet.client.pool import EndpointPool, PoolOptions
-from greet.client.requests import NameOrRequest, ReplayableRequests, Requests
-from greet.client.resolver import Resolve, resolve_dns
-from greet.client.retry import RetryBudget, RetryPolicy
-from greet.client.service_config import ServiceConfig
-from greet.client.targets import Endpoint, parse_targets
+from greet.client._attempts import (
+    AttemptRunner,
+    Body,
+    NameOrRequest,
+    ReplayableRequests,
+    Requests,
+    bidi_streaming,
+    client_streaming,
+    server_streaming,
+    single,
+)
+from greet.client._calls import AttemptInterceptor, CallInterceptor, ClientCall, Method
+from greet.client._pool import (
+    Endpoint,
+    EndpointPool,
+    PoolOptions,
+    Resolve,
+    parse_targets,
+    resolve_dns,
+)
+from greet.client._service_config import RetryPolicy, ServiceConfig
 from greet.errors import MetadataValue
 from greet.messages import build
 from greet.transport import ChannelConfig
@@ -74,10 +85,10 @@ class GreetClient:
 
     Retries: `retry` is the policy of every method (default RetryPolicy(), its throttling the
     client's budget); or `service_config` says per method, as grpc-go's does (a ServiceConfig,
-    or its JSON text or dict: greet.client.service_config); not both.
+    or its JSON text or dict); not both.
 
     `interceptors` run once around each call, `attempt_interceptors` around each attempt of it
-    (greet.client.interceptors), for example `greet.client.metrics.ClientMetrics(registry)`.
+    (greet.client.Interceptor), for example `greet.client.ClientMetrics(registry)`.
     `pool` tunes the connections per endpoint and the probing of failed ones; `transport` the
     HTTP/2 connections (engine, keepalive, handshake timeout: greet.transport.ChannelConfig);
     `compression` ("gzip" or "deflate") compresses every request message (replies come back
@@ -118,7 +129,6 @@ class GreetClient:
 
             interceptors, attempt_interceptors = with_tracing(interceptors, attempt_interceptors)
         self.service_config = client_service_config(retry, service_config)
-        self.budget = RetryBudget(self.service_config.retry_throttling)
         self.pool = EndpointPool(
             primaries,
             parse_targets(backup),
@@ -129,10 +139,11 @@ class GreetClient:
         )
         self._runner = AttemptRunner(
             self.pool,
-            self.budget,
+            self.service_config,
             interceptors=interceptors,
             attempt_interceptors=attempt_interceptors,
         )
+        self.budget = self._runner.budget
         self.served: Counter[str] = self._runner.served
 
     @property
@@ -158,8 +169,7 @@ class GreetClient:
     def _call(self, method: Method[Any, Any], timeout: float | None) -> ClientCall:
         timeout = self.timeout if timeout is None else timeout
         deadline = None if timeout is None else Deadline.from_timeout(timeout)
-        policy = self.service_config.retry_policy(method.path)
-        return ClientCall(method, dict(self.metadata), deadline, policy)
+        return self._runner.new_call(method, self.metadata, deadline)
 
     def _replayable(self, call: ClientCall, requests: Requests) -> ReplayableRequests:
         policy = call.retry_policy or RetryPolicy()
@@ -169,9 +179,9 @@ class GreetClient:
 
     async def say_hello(self, *, timeout: float | None = None) -> HelloResponse:
         """SayHello: the plain greeting ("Hello")."""
-        call = self._call(SAY_HELLO, timeout)
-        body: Body[NoParam, HelloResponse] = unary(build(NoParam))
-        return await single(self._runner.run(call, body))
+        timeout = self.timeout if timeout is None else timeout
+        request = build(NoParam)
+        return await self._runner.unary(SAY_HELLO, request, self.metadata, timeout)
 
     async def say_hello_server_streaming(
         self, names: NamesList | Iterable[str], *, timeout: float | None = None
