@@ -126,6 +126,9 @@ class ClientConnection(Connection):
 
     # -- the connection core's hooks (greet.transport._connection) ---------------------------
 
+    def opened(self, transport: asyncio.Transport) -> None:
+        self.peer = Peer(transport)
+
     def lost(self, exc: BaseException | None) -> None:
         if not self._ready.done():
             reason = f": {exc}" if exc else ""
@@ -239,7 +242,8 @@ class ClientConnection(Connection):
             self.want_flush()
 
     def _after_stream(self) -> None:
-        self._wake_slots()
+        if self._slot_waiters:
+            self._wake_slots()
         if self.state is ConnectionState.DRAINING and not self.streams:
             self.close("the server went away and the last call is done")
 
@@ -390,10 +394,6 @@ class Channel(GrpclibChannel):
             await protocol.handshake()
             self.connection = protocol
             return protocol
-
-    def peer_of(self, connection: ClientConnection) -> Peer:
-        assert connection._transport is not None
-        return Peer(connection._transport)
 
     def request(
         self,

@@ -305,7 +305,7 @@ class ClientStream(Stream[Any, Any]):
             raise NotProcessed("the connection closed before the call started")
         self.connection = connection
         self.stream_id = connection.open_stream(self, headers, end_stream=end)
-        self.peer = channel.peer_of(connection)
+        self.peer = connection.peer
         self._send_request_done = True
         if end:
             self._end_done = True
