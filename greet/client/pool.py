@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from greet.client.resolver import Resolve, resolve_dns
 from greet.client.targets import DnsName, Endpoint, Target
-from greet.transport import Channel, ChannelConfig
+from greet.transport import Channel, ChannelConfig, Connector
 
 __all__ = ["EndpointPool", "EndpointState", "PoolOptions"]
 
@@ -101,12 +101,14 @@ class EndpointPool:
         options: PoolOptions | None = None,
         resolve: Resolve = resolve_dns,
         channel_config: ChannelConfig | None = None,
+        connector: Connector | None = None,
     ) -> None:
         if not primaries:
             raise ValueError("at least one target is needed")
         self.options = options or PoolOptions()
         self._ssl = ssl
         self._channel_config = channel_config or ChannelConfig()
+        self._connector = connector
         self._resolve = resolve
         self._targets: list[tuple[Target, int]] = [(t, PRIMARY) for t in primaries] + [
             (t, BACKUP) for t in backups
@@ -248,6 +250,7 @@ class EndpointPool:
                 ssl=self._ssl,
                 server_hostname=server_hostname,
                 config=self._channel_config,
+                connector=self._connector,
             )
             for _ in range(self.options.connections_per_endpoint)
         ]
