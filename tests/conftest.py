@@ -1,5 +1,6 @@
-"""Shared fixtures: servers on real loopback sockets, bound before they are handed over; and the
-one place that marks every test `unit`, `integration` or `interop` (by tests/support/kinds.py)."""
+"""Shared fixtures: servers on real loopback sockets, bound before they are handed over, or on
+greet's transport in memory; and the one place that marks every test `unit`, `integration` or
+`interop` (by tests/support/kinds.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from loopback import StartServer, bound_socket
 
 from greet.client import GreetClient
 from greet.server import GreetServer, ServerConfig
+from greet.service import GreetService
+from greet.transport import TransportServer
+from greet.transport.testing import MemoryServer
 
 # The test group installs greet[otel], and tracing's default exporter (otlp) would send every
 # test server's spans to a collector that is not there (as would a developer's own OTEL_* set-up):
@@ -48,6 +52,14 @@ async def client(server: GreetServer) -> AsyncIterator[GreetClient]:
     """A GreetClient connected to `server`."""
     async with GreetClient(server.target, timeout=30) as greet_client:
         yield greet_client
+
+
+@pytest.fixture
+async def memory_server() -> AsyncIterator[MemoryServer]:
+    """GreetService on greet's transport in memory (greet.transport.testing), no socket: give
+    clients `connector=memory_server.connect` and `memory_server.target`."""
+    async with MemoryServer(TransportServer([GreetService()])) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

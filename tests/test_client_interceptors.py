@@ -2,9 +2,10 @@
 retried call, metadata they add reaching the server, refusals, what each attempt records
 (endpoint, number, status, duration, messages) and the caller ending a stream early.
 
-Servers: real GreetServers (the `start_server` fixture) and a grpclib Server running `Flaky`
-(tests/support), which fails the first attempts with UNAVAILABLE and records the metadata of
-every request.
+Servers: GreetService on greet's transport in memory (the `memory_server` fixture), where the
+network plays no part; real GreetServers (the `start_server` fixture) where an endpoint refuses
+connections; and a grpclib Server running `Flaky` (tests/support), which fails the first
+attempts with UNAVAILABLE and records the metadata of every request.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from grpclib.const import Status
 from loopback import StartServer, bound_socket
 
 from greet.client import ClientAttempt, ClientCall, GreetClient, Proceed, RetryPolicy, RpcError
+from greet.transport.testing import MemoryServer
 from greet_service import (
     MessagesList,
 )
@@ -188,12 +190,14 @@ class RejectAfter:
 
 
 async def test_an_rpc_error_raised_after_proceed_replaces_the_outcome(
-    start_server: StartServer,
+    memory_server: MemoryServer,
 ) -> None:
-    server = await start_server()
     outcomes = Outcomes()
     async with GreetClient(
-        server.target, timeout=10, interceptors=[outcomes, RejectAfter()]
+        memory_server.target,
+        connector=memory_server.connect,
+        timeout=10,
+        interceptors=[outcomes, RejectAfter()],
     ) as client:
         with pytest.raises(RpcError) as caught:
             await client.say_hello()
@@ -236,10 +240,14 @@ class Broken:
 
 
 async def test_an_interceptors_own_exception_reaches_the_caller_as_it_is(
-    start_server: StartServer,
+    memory_server: MemoryServer,
 ) -> None:
-    server = await start_server()
-    async with GreetClient(server.target, timeout=10, attempt_interceptors=[Broken()]) as client:
+    async with GreetClient(
+        memory_server.target,
+        connector=memory_server.connect,
+        timeout=10,
+        attempt_interceptors=[Broken()],
+    ) as client:
         with pytest.raises(OSError, match="no space left on device"):
             await client.say_hello()
         assert [state.down for state in client.pool.endpoints] == [False]  # not the endpoint's
@@ -307,12 +315,15 @@ class SeeCancellation:
 
 
 async def test_a_stream_the_caller_stops_reading_ends_cancelled_for_its_interceptors(
-    start_server: StartServer,
+    memory_server: MemoryServer,
 ) -> None:
-    server = await start_server()
     seen = SeeCancellation()
     async with GreetClient(
-        server.target, timeout=10, interceptors=[seen], attempt_interceptors=[seen]
+        memory_server.target,
+        connector=memory_server.connect,
+        timeout=10,
+        interceptors=[seen],
+        attempt_interceptors=[seen],
     ) as client:
         replies = client.say_hello_bidirectional_streaming(["a", "b", "c"])
         async for reply in replies:
@@ -361,20 +372,23 @@ class Forgetful:
 
 
 async def test_an_interceptor_that_neither_proceeds_nor_raises_is_an_error(
-    start_server: StartServer,
+    memory_server: MemoryServer,
 ) -> None:
-    server = await start_server()
-    async with GreetClient(server.target, timeout=10, interceptors=[Forgetful()]) as client:
+    async with GreetClient(
+        memory_server.target,
+        connector=memory_server.connect,
+        timeout=10,
+        interceptors=[Forgetful()],
+    ) as client:
         with pytest.raises(RuntimeError, match="without awaiting proceed"):
             await client.say_hello()
 
 
 async def test_interceptors_keep_streams_flowing_and_concurrent_calls_apart(
-    start_server: StartServer,
+    memory_server: MemoryServer,
 ) -> None:
     """A bidi caller that sends its next name only after the reply to the last one, through
     both levels of interceptors, and 50 calls at once."""
-    server = await start_server()
     outcomes = Outcomes()
     names = ["a", "b", "c"]
     replied = [asyncio.Event() for _ in names]
@@ -385,7 +399,11 @@ async def test_interceptors_keep_streams_flowing_and_concurrent_calls_apart(
             await replied[index].wait()
 
     async with GreetClient(
-        server.target, timeout=10, interceptors=[outcomes], attempt_interceptors=[outcomes]
+        memory_server.target,
+        connector=memory_server.connect,
+        timeout=10,
+        interceptors=[outcomes],
+        attempt_interceptors=[outcomes],
     ) as client:
         received = []
         async for reply in client.say_hello_bidirectional_streaming(requests()):

@@ -15,6 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from greet.client import ClientMetrics, GreetClient, RetryPolicy, RpcError
 from greet.client.metrics import GRPC_CODE_NAMES
 from greet.greeting import Limits
+from greet.service import GreetService
+from greet.transport import TransportServer
+from greet.transport.testing import MemoryServer
 
 SERVICE = "greet_service.GreetService"
 GOCODE = Path(os.environ.get("GREET_GOCODE", "/usr/share/gocode"))
@@ -30,14 +33,17 @@ def labels(kind: str, method: str) -> dict[str, str]:
     return {"grpc_type": kind, "grpc_service": SERVICE, "grpc_method": method}
 
 
-async def test_calls_are_counted_as_go_grpc_prometheus_counts_them(
-    start_server: StartServer,
-) -> None:
-    server = await start_server(limits=Limits(max_name_chars=5))
+async def test_calls_are_counted_as_go_grpc_prometheus_counts_them() -> None:
     registry = CollectorRegistry()
-    async with GreetClient(
-        server.target, timeout=10, interceptors=[ClientMetrics(registry)]
-    ) as client:
+    async with (
+        MemoryServer(TransportServer([GreetService(limits=Limits(max_name_chars=5))])) as server,
+        GreetClient(
+            server.target,
+            timeout=10,
+            connector=server.connect,
+            interceptors=[ClientMetrics(registry)],
+        ) as client,
+    ):
         for _ in range(2):
             await client.say_hello()
         assert len([r async for r in client.say_hello_server_streaming(["a", "b", "c"])]) == 3

@@ -1,10 +1,12 @@
-"""Rich error details (google.rpc.Status in grpc-status-details-bin) on real servers and peers.
+"""Rich error details (google.rpc.Status in grpc-status-details-bin) on greet's transport and
+real peers.
 
 A request that breaks an opt-in limit is answered with its status, a message naming the flag, and
 a google.rpc.Status whose details are a BadRequest (the field) and an ErrorInfo (reason, domain,
 limit and actual value). GreetClient's RpcError gives them back as typed messages (and survives
-pickling); grpcio's `grpc_status.rpc_status.from_call` reads the same bytes, and GreetClient reads
-what a grpcio server writes. (grpc-go's reading is in tests/test_interop_go.py.)
+pickling), tested on greet's transport in memory (greet.transport.testing); grpcio's
+`grpc_status.rpc_status.from_call` reads the same bytes, and GreetClient reads what a grpcio
+server writes. (grpc-go's reading is in tests/test_interop_go.py.)
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from greet.error_details import ERROR_DOMAIN
 from greet.errors import RpcError
 from greet.greeting import NAME_TOO_LONG, TOO_MANY_MESSAGES, TOO_MANY_NAMES, Limits
 from greet.server import GreetServer
-from greet.transport import TransportConfig
+from greet.service import GreetService
+from greet.transport import TransportConfig, TransportServer
+from greet.transport.testing import MemoryServer
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam
 
 SERVICE = "/greet_service.GreetService/"
@@ -118,8 +122,12 @@ async def limited(start_server: StartServer) -> GreetServer:
 
 
 @pytest.fixture
-async def client(limited: GreetServer) -> AsyncIterator[GreetClient]:
-    async with GreetClient(limited.target, timeout=30) as greet_client:
+async def client() -> AsyncIterator[GreetClient]:
+    """A GreetClient of GreetService with LIMITS, on greet's transport in memory."""
+    async with (
+        MemoryServer(TransportServer([GreetService(limits=LIMITS)])) as server,
+        GreetClient(server.target, timeout=30, connector=server.connect) as greet_client,
+    ):
         yield greet_client
         assert (await greet_client.say_hello()).message == "Hello"  # still serving
 
@@ -158,9 +166,12 @@ async def test_streams_with_too_many_messages(client: GreetClient) -> None:
     assert_rpc_error(bidi.value, LONG_STREAM)
 
 
-async def test_a_status_without_details_has_none(start_server: StartServer) -> None:
-    server = await start_server(transport=TransportConfig(max_message_bytes=100))
-    async with GreetClient(server.target, timeout=30) as client:
+async def test_a_status_without_details_has_none() -> None:
+    config = TransportConfig(max_message_bytes=100)
+    async with (
+        MemoryServer(TransportServer([GreetService()], config=config)) as server,
+        GreetClient(server.target, timeout=30, connector=server.connect) as client,
+    ):
         with pytest.raises(RpcError) as caught:
             await client.say_hello_client_streaming(["x" * 200])
     assert caught.value.status is Status.RESOURCE_EXHAUSTED

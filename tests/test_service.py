@@ -1,5 +1,6 @@
-"""GreetService logic through grpclib's in-memory ChannelFor: real protocols, no sockets; and the
-default limits through a real in-process server."""
+"""GreetService logic through greet's transport in memory (greet.transport.testing.ChannelFor:
+the real client and server connections and engine, no sockets); and the default limits through a
+real in-process server."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import pytest
 from google.rpc.error_details_pb2 import BadRequest, ErrorInfo
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from grpclib.testing import ChannelFor
 from loopback import StartServer
 
 from greet.client import GreetClient
 from greet.greeting import NAME_TOO_LONG, Limits
 from greet.service import GreetService
+from greet.transport.testing import ChannelFor
 from greet_service import (
     GreetServiceStub,
     HelloRequest,

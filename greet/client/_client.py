@@ -48,7 +48,7 @@ from greet.client._pool import (
 from greet.client._service_config import RetryPolicy, ServiceConfig
 from greet.errors import MetadataValue
 from greet.messages import build
-from greet.transport import ChannelConfig
+from greet.transport import ChannelConfig, Connector
 from greet_service import (
     HelloRequest,
     HelloResponse,
@@ -93,8 +93,9 @@ class GreetClient:
     HTTP/2 connections (engine, keepalive, handshake timeout: greet.transport.ChannelConfig);
     `compression` ("gzip" or "deflate") compresses every request message (replies come back
     compressed when the server is set to compress and the client accepts it: it accepts both);
-    `resolve` replaces the DNS lookup of `dns:///` names. `served` counts successful calls per
-    endpoint (`host:port`); `budget` is the live retry budget.
+    `resolve` replaces the DNS lookup of `dns:///` names; `connector` opens connections other
+    than over sockets (greet.transport.testing's in-memory server). `served` counts successful
+    calls per endpoint (`host:port`); `budget` is the live retry budget.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class GreetClient:
         resolve: Resolve = resolve_dns,
         transport: ChannelConfig | None = None,
         compression: str | None = None,
+        connector: Connector | None = None,
     ) -> None:
         primaries = parse_targets(targets)
         if not primaries:
@@ -136,6 +138,7 @@ class GreetClient:
             options=pool,
             resolve=resolve,
             channel_config=with_compression(transport, compression),
+            connector=connector,
         )
         self._runner = AttemptRunner(
             self.pool,

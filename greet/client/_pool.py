@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from greet.addresses import format_address, parse_address
-from greet.transport import Channel, ChannelConfig
+from greet.transport import Channel, ChannelConfig, Connector
 
 __all__ = [
     "DNS_SCHEME",
@@ -201,12 +201,14 @@ class EndpointPool:
         options: PoolOptions | None = None,
         resolve: Resolve = resolve_dns,
         channel_config: ChannelConfig | None = None,
+        connector: Connector | None = None,
     ) -> None:
         if not primaries:
             raise ValueError("at least one target is needed")
         self.options = options or PoolOptions()
         self._ssl = ssl
         self._channel_config = channel_config or ChannelConfig()
+        self._connector = connector
         self._resolve = resolve
         self._targets: list[tuple[Target, int]] = [(t, PRIMARY) for t in primaries] + [
             (t, BACKUP) for t in backups
@@ -349,6 +351,7 @@ class EndpointPool:
                 ssl=self._ssl,
                 server_hostname=server_hostname,
                 config=self._channel_config,
+                connector=self._connector,
             )
             for _ in range(self.options.connections_per_endpoint)
         ]

@@ -12,9 +12,10 @@ This module is the package's public face; the modules behind it are private, one
     _client.py          Channel and the client role of a connection
     _client_stream.py   ClientStream and how a client call ends badly, as types
     config.py           TransportConfig, KeepalivePolicy, ChannelConfig, ClientKeepalive
+    testing.py          (public) the real transport in memory: ChannelFor, MemoryServer
 """
 
-from greet.transport._client import Channel
+from greet.transport._client import Channel, Connector
 from greet.transport._client_stream import (
     ClientStream,
     ConnectionEnded,
@@ -43,6 +44,7 @@ __all__ = [
     "ClientStream",
     "ConnectionEnded",
     "ConnectionLost",
+    "Connector",
     "EngineName",
     "ErrorCode",
     "HandshakeFailed",

@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from grpclib.client import Channel as GrpclibChannel
 from grpclib.const import Cardinality
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
 
     from greet.transport._client_stream import ClientStream
 
-__all__ = ["Channel", "ClientConnection"]
+__all__ = ["Channel", "ClientConnection", "Connector"]
 
 log = logging.getLogger("greet.client")
 
@@ -320,12 +321,18 @@ class ClientConnection(Connection):
 
 # -- the channel -----------------------------------------------------------------------------
 
+Connector: TypeAlias = Callable[[Callable[[], ClientConnection]], Awaitable[ClientConnection]]
+"""How a Channel opens a connection: given the factory of its ClientConnection, connect that
+protocol to the server and return it. The default opens a TCP (or TLS) socket to the channel's
+address (`loop.create_connection`); greet.transport.testing connects it in memory."""
+
 
 class Channel(GrpclibChannel):
     """One client connection to `host:port` (see the module docstring).
 
     `ssl`: a client SSLContext for TLS; `server_hostname`: the name to check the server's
-    certificate against when it is not `host` (a resolved address, say).
+    certificate against when it is not `host` (a resolved address, say); `connector`: how to
+    open a connection, when not over a socket to `host:port` (greet.transport.testing).
     """
 
     def __init__(
@@ -338,12 +345,14 @@ class Channel(GrpclibChannel):
         config: ChannelConfig | None = None,
         codec: CodecBase | None = None,
         status_details_codec: StatusDetailsCodecBase | None = None,
+        connector: Connector | None = None,
     ) -> None:
         codec = codec or StrictProtoCodec()
         status_details_codec = status_details_codec or ProtoStatusDetailsCodec()
         super().__init__(
             host, port, ssl=ssl, codec=codec, status_details_codec=status_details_codec
         )
+        self.connector: Connector = connector or self.open_socket
         self.transport_config = config or ChannelConfig()
         self.host = host
         self.port = port
@@ -375,25 +384,27 @@ class Channel(GrpclibChannel):
             connection = self.connection
             if connection is not None and connection.usable:
                 return connection
-            loop = asyncio.get_running_loop()
-            hostname = None
-            if self.tls is not None:
-                hostname = self.server_hostname or self.host
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(
+            protocol = await asyncio.wait_for(
+                self.connector(
                     lambda: ClientConnection(
                         self.transport_config, tls=self.tls is not None, target=self.target
-                    ),
-                    self.host,
-                    self.port,
-                    ssl=self.tls,
-                    server_hostname=hostname,
+                    )
                 ),
                 self.transport_config.handshake_timeout,
             )
             await protocol.handshake()
             self.connection = protocol
             return protocol
+
+    async def open_socket(self, factory: Callable[[], ClientConnection]) -> ClientConnection:
+        """The default Connector: a TCP connection (TLS with `ssl`) to `host:port`."""
+        hostname = None
+        if self.tls is not None:
+            hostname = self.server_hostname or self.host
+        _, protocol = await asyncio.get_running_loop().create_connection(
+            factory, self.host, self.port, ssl=self.tls, server_hostname=hostname
+        )
+        return protocol
 
     def request(
         self,

@@ -10,7 +10,11 @@ Two engines implement `Http2Engine`, both first-class and tested with the whole 
 An engine is sans-I/O: bytes in (`receive`), bytes out (`data_to_send`). It reports what the peer
 did by calling the methods of `EngineEvents` (implemented by greet's connection classes) while
 `receive` and `data_to_send` run, and raises `EngineFailure` when the peer broke the protocol badly
-enough that the connection has to go (with the GOAWAY error code to send). The engine is the one
+enough that the connection has to go (with the GOAWAY error code to send); libnghttp2 answers some
+such errors itself (a bad frame after the preface): its GOAWAY is queued and the engine reports
+`on_connection_closed(code)` instead, and the connection writes it and closes all the same
+(tests/test_engines.py drives both engines through these semantics, bytes in and events out,
+with no socket). The engine is the one
 owner of the HTTP/2 stream states: greet asks it (`is_stream_open`, `queued`) instead of keeping
 copies.
 
