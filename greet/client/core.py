@@ -25,6 +25,7 @@ from grpclib.const import Cardinality
 from grpclib.metadata import Deadline
 
 from greet import telemetry
+from greet._codec import build
 from greet.client.attempts import AttemptRunner, Body, single
 from greet.client.call_kinds import bidi_streaming, client_streaming, server_streaming, unary
 from greet.client.calls import ClientCall, Method
@@ -36,7 +37,6 @@ from greet.client.retry import RetryBudget, RetryPolicy
 from greet.client.service_config import ServiceConfig
 from greet.client.targets import Endpoint, parse_targets
 from greet.errors import MetadataValue
-from greet.messages import build
 from greet.transport.config import ChannelConfig
 from greet_service import (
     HelloRequest,

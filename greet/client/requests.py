@@ -22,7 +22,7 @@ from collections.abc import (
 )
 from typing import TypeAlias
 
-from greet.messages import build
+from greet._codec import build
 from greet_service import HelloRequest
 
 __all__ = ["NameOrRequest", "ReplayableRequests", "Requests", "as_request"]

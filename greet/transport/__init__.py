@@ -9,7 +9,6 @@ headers.py            RFC 9113 request header checks (for the h2 engine)
 request_head.py       a request's headers read once: method route, deadline, metadata
 receiving.py          receive limits: gRPC message framing, size limit first
 compression.py        gzip and deflate messages, decompression bounded by the size limit
-decoding.py           strict decoding: malformed protobuf is INVALID_ARGUMENT
 policy.py             abuse limits: RST_STREAM and SETTINGS token buckets, ping strikes
 lifecycle.py          handshake timeout, keepalive, idleness, maximum age
 writes.py             write batching: one socket write per event-loop round

@@ -26,11 +26,11 @@ from grpclib.metadata import Deadline, _Metadata, _MetadataLike
 from grpclib.protocol import Peer
 from multidict import MultiDict
 
+from greet._codec import StrictProtoCodec
 from greet.addresses import format_address
 from greet.transport.client_connection import ClientConnection
 from greet.transport.client_stream import ClientStream
 from greet.transport.config import ChannelConfig
-from greet.transport.decoding import StrictProtoCodec
 from greet.transport.events import Listening
 
 __all__ = ["Channel"]

@@ -27,9 +27,9 @@ from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.server import Server
 
+from greet._codec import StrictProtoCodec
 from greet.transport.compression import accepted
 from greet.transport.config import TransportConfig
-from greet.transport.decoding import StrictProtoCodec
 from greet.transport.engine import Headers
 from greet.transport.events import Listening
 from greet.transport.interception import Interceptor
