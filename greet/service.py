@@ -21,7 +21,6 @@ from greet.greeting import (
     check_names,
     check_stream_length,
 )
-from greet.messages import build
 from greet_service import (
     GreetServiceBase,
     HelloRequest,
@@ -51,7 +50,7 @@ class GreetService(GreetServiceBase):
         self.limits = limits if limits is not None else Limits()
 
     async def say_hello(self, no_param: NoParam) -> HelloResponse:
-        return build(HelloResponse, message=HELLO)
+        return HelloResponse(message=HELLO)
 
     async def say_hello_server_streaming(
         self, names_list: NamesList
@@ -59,7 +58,7 @@ class GreetService(GreetServiceBase):
         with reported_as_grpc_status():
             check_names(names_list.names, self.limits)
         for name in names_list.names:
-            yield build(HelloResponse, message=await self.greeter.greet(name))
+            yield HelloResponse(message=await self.greeter.greet(name))
 
     async def say_hello_client_streaming(
         self, hello_request_iterator: AsyncIterator[HelloRequest]
@@ -69,14 +68,14 @@ class GreetService(GreetServiceBase):
                 await self.greeter.greet(name)
                 async for name in self._checked_names(hello_request_iterator)
             ]
-        return build(MessagesList, messages=messages)
+        return MessagesList(messages=messages)
 
     async def say_hello_bidirectional_streaming(
         self, hello_request_iterator: AsyncIterator[HelloRequest]
     ) -> AsyncIterator[HelloResponse]:
         with reported_as_grpc_status():
             async for name in self._checked_names(hello_request_iterator):
-                yield build(HelloResponse, message=await self.greeter.greet(name))
+                yield HelloResponse(message=await self.greeter.greet(name))
 
     async def _checked_names(self, requests: AsyncIterator[HelloRequest]) -> AsyncIterator[str]:
         count = 0

@@ -32,11 +32,11 @@ from loopback import StartServer, bound_socket
 from server_process import ServerProcess
 from waiting import wait_until
 
+from greet._codec import StrictProtoCodec, rust_codec_active
 from greet.client import GreetClient
 from greet.errors import RpcError
 from greet.server import GreetServer, ServerConfig
 from greet.transport import TransportConfig
-from greet.transport.decoding import StrictProtoCodec, rust_codec_active
 
 SERVICE = "/greet_service.GreetService/"
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -210,6 +210,7 @@ MALFORMED = {
     "wire type 7": ("SayHelloBidirectionalStreaming", b"\x0f"),
     "field number 0": ("SayHelloServerStreaming", b"\x02\x00"),
     "varint of 11 bytes": ("SayHelloBidirectionalStreaming", b"\x10" + b"\xff" * 10 + b"\x01"),
+    "varint above 64 bits": ("SayHelloBidirectionalStreaming", b"\x10" + b"\xff" * 9 + b"\x7f"),
 }
 
 

@@ -1,16 +1,23 @@
 """Contract tests: every private upstream name greet still relies on, checked where it is used.
 
 greet.transport subclasses grpclib's Server, Stream and Channel and h2's H2Connection, and reads
-a few private names of grpclib and betterproto. grpclib (==0.4.9) and betterproto (==2.0.0b7) are
-pinned exactly and h2 is capped below 5; when an upgrade moves one of these names, the test named
-after it fails here, loudly, instead of a subclass silently falling back to upstream behaviour.
+a few private names of grpclib and betterproto (greet._codec's are listed in its docstring).
+grpclib (==0.4.9) and betterproto (==2.0.0b7) are pinned exactly and h2 is capped below 5; when
+an upgrade moves one of these names, the test named after it fails here, loudly, instead of a
+subclass silently falling back to upstream behaviour.
 """
 
+# ruff: noqa: RUF009  (betterproto's *_field() calls declare dataclass fields, as in generated/)
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
+import betterproto
 import grpclib.client
 import grpclib.events
 import grpclib.metadata
@@ -25,11 +32,11 @@ from h2.exceptions import ProtocolError
 from hpack import Encoder
 from hyperframe.frame import ContinuationFrame, GoAwayFrame, HeadersFrame, SettingsFrame
 
+from greet import _codec
 from greet.service import GreetService
 from greet.transport import Channel, ClientStream, ServerCall, TransportServer
 from greet.transport._engine import EngineLimits
 from greet.transport._engines.h2 import GreetH2Connection, HeaderBlockBuffer
-from greet.transport.decoding import field_rules
 from greet_service import HelloRequest, HelloResponse, NamesList
 
 # -- grpclib -----------------------------------------------------------------------------------
@@ -242,12 +249,121 @@ def test_h2_header_blocks_may_span_greet_s_continuation_limit() -> None:
 
 
 # -- betterproto ------------------------------------------------------------------------------
+# greet._codec reads these (its docstring lists them, and `BETTERPROTO_PRIVATE_NAMES`): the
+# per-class metadata for its plans and for `check_wire_format`, the instance bookkeeping it fills
+# in itself, and how the Rust codec shows that it replaced the parser.
+
+
+class Color(betterproto.Enum):
+    RED = 0
+    GREEN = 1
+
+
+@dataclass(eq=False, repr=False)
+class WithOneof(betterproto.Message):
+    name: str = betterproto.string_field(1, group="choice")
+    number: int = betterproto.int32_field(2, group="choice")
+
+
+@dataclass(eq=False, repr=False)
+class WithEnumAndOptional(betterproto.Message):
+    color: Color = betterproto.enum_field(1)
+    maybe_text: str | None = betterproto.string_field(2, optional=True)
+
+
+def metadata(cls: type[betterproto.Message]) -> Any:
+    """betterproto's per-class metadata (`_betterproto`, a classproperty mypy cannot follow)."""
+    return cast(Any, cls)._betterproto
+
+
+def state(message: betterproto.Message) -> dict[str, Any]:
+    result: dict[str, Any] = object.__getattribute__(message, "__dict__")
+    return result
+
+
+def is_field_metadata_field(name: str) -> Callable[[], bool]:
+    return lambda: name in {field.name for field in dataclasses.fields(betterproto.FieldMetadata)}
+
+
+def parse_qualname_tells_the_rust_codec() -> bool:
+    """betterproto assigns the Rust codec's `__parse_patch` to `Message.parse` when the module
+    imports; its own methods keep their `Message.` names (the pure-Python case is checked in a
+    child process that blocks the module: tests/test_codec.py, REFERENCE)."""
+    installed = importlib.util.find_spec("betterproto_rust_codec") is not None
+    qualname = betterproto.Message.parse.__qualname__
+    expected = "__parse_patch" if installed else "Message.parse"
+    return qualname == expected and betterproto.Message.load.__qualname__ == "Message.load"
+
+
+UPSTREAM_CHECKS: dict[str, Callable[[], bool]] = {
+    "Message._betterproto": lambda: type(metadata(HelloRequest)).__name__ == "ProtoClassMetadata",
+    "ProtoClassMetadata.meta_by_field_name": lambda: (
+        metadata(HelloRequest).meta_by_field_name
+        == {"name": dataclasses.fields(HelloRequest)[0].metadata["betterproto"]}
+    ),
+    "ProtoClassMetadata.field_name_by_number": lambda: (
+        metadata(HelloRequest).field_name_by_number == {1: "name"}
+    ),
+    "ProtoClassMetadata.oneof_group_by_field": lambda: (
+        metadata(WithOneof).oneof_group_by_field == {"name": "choice", "number": "choice"}
+    ),
+    "ProtoClassMetadata.default_gen": lambda: (
+        metadata(HelloRequest).default_gen == {"name": str}
+        and metadata(NamesList).default_gen == {"names": list}
+    ),
+    "ProtoClassMetadata.cls_by_field": lambda: (
+        metadata(WithEnumAndOptional).cls_by_field["color"] is Color
+    ),
+    **{
+        f"FieldMetadata.{name}": is_field_metadata_field(name)
+        for name in ("number", "proto_type", "map_types", "group", "wraps", "optional")
+    },
+    'dataclasses.Field.metadata["betterproto"]': lambda: isinstance(
+        dataclasses.fields(HelloRequest)[0].metadata["betterproto"], betterproto.FieldMetadata
+    ),
+    "Message._serialized_on_wire": lambda: (
+        state(HelloRequest())["_serialized_on_wire"] is False
+        and state(HelloRequest(name="x"))["_serialized_on_wire"] is True
+    ),
+    "Message._unknown_fields": lambda: (
+        state(HelloRequest())["_unknown_fields"] == b""
+        and HelloRequest().parse(b"\x10\x01")._unknown_fields == b"\x10\x01"
+    ),
+    "Message._group_current": lambda: (
+        state(HelloRequest())["_group_current"] == {}
+        and state(WithOneof(number=1))["_group_current"] == {"choice": "number"}
+    ),
+    "PLACEHOLDER": lambda: (
+        state(HelloRequest())["name"] is betterproto.PLACEHOLDER
+        and state(WithEnumAndOptional())["maybe_text"] is None
+    ),
+    "Enum.try_value": lambda: Color.try_value(1) is Color.GREEN and Color.try_value(9) == 9,
+    "Message.parse.__qualname__": parse_qualname_tells_the_rust_codec,
+}
+
+
+def test_every_private_betterproto_name_has_a_contract_check() -> None:
+    assert set(UPSTREAM_CHECKS) == set(_codec.BETTERPROTO_PRIVATE_NAMES)
+    docstring = _codec.__doc__ or ""
+    for name in _codec.BETTERPROTO_PRIVATE_NAMES:
+        short = name.rsplit(".", 1)[-1].split("[")[0]
+        assert short in docstring, f"{name} is not listed in greet._codec's docstring"
+
+
+@pytest.mark.parametrize("name", _codec.BETTERPROTO_PRIVATE_NAMES)
+def test_betterproto_private_name_still_means_what_the_codec_relies_on(name: str) -> None:
+    try:
+        holds = UPSTREAM_CHECKS[name]()
+    except Exception as error:  # removed or renamed: say which name
+        pytest.fail(f"betterproto private name {name} is gone or changed: {error!r}")
+    assert holds, f"betterproto private name {name} no longer behaves as greet._codec expects"
 
 
 def test_betterproto_field_metadata_for_strict_decoding() -> None:
-    """greet.transport.decoding reads betterproto's per-class metadata (`_betterproto`)."""
+    """greet._codec's check of classes that are not simple reads the same metadata."""
     meta: Any = cast(Any, HelloRequest)._betterproto
     assert meta.field_name_by_number == {1: "name"}
     assert meta.meta_by_field_name["name"].proto_type == "string"
-    assert field_rules(NamesList)[1].is_string
+    assert _codec._rules_of(NamesList)[1].proto_type == "string"
+    assert _codec._rules_of(NamesList)[1].repeated
     assert hasattr(meta, "cls_by_field")

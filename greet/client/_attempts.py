@@ -73,6 +73,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.metadata import Deadline
 
+from greet._codec import build
 from greet.client._calls import (
     AttemptInterceptor,
     CallInterceptor,
@@ -84,7 +85,6 @@ from greet.client._calls import (
 from greet.client._pool import EndpointPool, EndpointState
 from greet.client._service_config import MethodPolicies, RetryThrottling, ServiceConfig
 from greet.errors import MetadataValue, RpcError
-from greet.messages import build
 from greet.transport import Channel, ClientStream, ConnectionEnded, ErrorCode, StreamReset
 from greet_service import HelloRequest
 

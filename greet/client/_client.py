@@ -25,6 +25,7 @@ from grpclib.const import Cardinality
 from grpclib.metadata import Deadline
 
 from greet import telemetry
+from greet._codec import build
 from greet.client._attempts import (
     AttemptRunner,
     Body,
@@ -47,7 +48,6 @@ from greet.client._pool import (
 )
 from greet.client._service_config import RetryPolicy, ServiceConfig
 from greet.errors import MetadataValue
-from greet.messages import build
 from greet.transport import ChannelConfig, Connector
 from greet_service import (
     HelloRequest,

@@ -11,12 +11,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import greet.server.logs
+from greet._codec import rust_codec_active
 from greet.server.app import GreetServer
 from greet.server.config import ServerConfig
 from greet.server.listen import dual_stack_socket
 from greet.tls import exposure_warning
 from greet.transport import describe_engine
-from greet.transport.decoding import rust_codec_active
 
 __all__ = ["configure_logging", "run_event_loop", "serve"]
 

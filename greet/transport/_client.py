@@ -39,6 +39,7 @@ from grpclib.metadata import Deadline, _Metadata, _MetadataLike
 from grpclib.protocol import Peer
 from multidict import MultiDict
 
+from greet._codec import StrictProtoCodec
 from greet.addresses import format_address
 from greet.transport._client_stream import (
     ClientStream,
@@ -52,7 +53,6 @@ from greet.transport._connection import Connection, ConnectionState, KeepaliveTi
 from greet.transport._engine import ErrorCode, Headers, StreamGone, code_name
 from greet.transport._server_call import Listening
 from greet.transport.config import ChannelConfig
-from greet.transport.decoding import StrictProtoCodec
 
 if TYPE_CHECKING:
     from grpclib.exceptions import StreamTerminatedError

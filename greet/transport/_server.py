@@ -55,6 +55,7 @@ from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.protocol import Peer
 from grpclib.server import Server
 
+from greet._codec import StrictProtoCodec
 from greet.transport._connection import (
     Connection,
     ConnectionState,
@@ -74,7 +75,6 @@ from greet.transport._wire import (
     rejection,
 )
 from greet.transport.config import TransportConfig
-from greet.transport.decoding import StrictProtoCodec
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
