@@ -188,7 +188,8 @@ def test_every_transport_setting_is_a_server_flag_with_the_transport_default() -
 @pytest.mark.parametrize(
     "flag", sorted(flag for flag in VALUES if VALUES[flag][1][:10] == "transport.")
 )
-def test_a_transport_flag_reaches_the_server_transport(flag: str) -> None:
+async def test_a_transport_flag_reaches_the_server_transport(flag: str) -> None:
+    # In a running loop, as a server is made: grpclib's Server looks up the event loop.
     text, path, expected = VALUES[flag]
     server = GreetServer(parse_config([flag, text], environ={}))
     used = server.grpc_server.transport_config
