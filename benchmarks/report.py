@@ -142,7 +142,7 @@ def targets_section(results: Results) -> list[str]:
         ]
         for target, r in by_target.items()
     ]
-    head = ["target (issue 8, section 5)"]
+    head = ["target (issues 8 and 14)"]
     for engine in engines:
         head += [f"greet ({engine})", "met?"]
     return ["", "## Targets", "", *table(head, body)]

@@ -50,6 +50,9 @@ SCHEMA = 1
 PEERS = ("grpcio", "grpc-go")
 ENGINE_SERVERS = {"nghttp2": "greet-nghttp2", "h2": "greet-h2"}
 TARGET_RATIO = 2.0  # issue 8: at least 2.0x grpcio per core, and with --workers 2
+ENGINE_TARGET_RATIO = {"nghttp2": TARGET_RATIO, "h2": 1.0}
+"""Per core against grpcio on the five workloads: nghttp2 at least 2.0x (issue 8, kept by issue
+14), the pure-Python h2 engine at least 1.0x (issue 14)."""
 BENCH_TOOL_FRACTION = 0.9  # bench measures the server when it reaches 90% of h2load's rate
 
 Results = dict[str, Any]
@@ -89,12 +92,14 @@ def _target(target: str, engine: str, value: str, met: bool | None) -> dict[str,
 
 
 def targets(results: Results) -> list[dict[str, Any]]:
-    """Issue 8 section 5, per engine: met (True/False) or None when it was not measured."""
+    """Issue 8 section 5 and issue 14, per engine: met (True/False) or None when it was not
+    measured."""
     rows = []
     per_core = results.get("per_core", {})
     for engine, name in ENGINE_SERVERS.items():
         if name not in results.get("servers", {}):
             continue
+        wanted = ENGINE_TARGET_RATIO[engine]
         for key in TARGET_WORKLOADS:
             figures = per_core.get(key, {}).get("figures", {})
             title = per_core.get(key, {}).get("title", WORKLOADS[key].title)
@@ -103,10 +108,10 @@ def targets(results: Results) -> list[dict[str, Any]]:
             )
             rows.append(
                 _target(
-                    f"per core >= {TARGET_RATIO:.1f}x grpcio: {title}",
+                    f"per core >= {wanted:.1f}x grpcio: {title}",
                     engine,
                     "-" if value is None else f"{value:.2f}x",
-                    None if value is None else value >= TARGET_RATIO,
+                    None if value is None else value >= wanted,
                 )
             )
         figures = per_core.get("unary1", {}).get("figures", {})
