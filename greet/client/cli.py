@@ -96,7 +96,7 @@ def interrupt_sets(event: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGINT, event.set)
-    except (NotImplementedError, RuntimeError):  # no signal handlers here (Windows, a thread)
+    except (NotImplementedError, RuntimeError, ValueError):  # none here (Windows, a thread)
         yield
         return
     try:
