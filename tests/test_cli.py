@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from importlib import metadata as package_metadata
@@ -151,8 +154,66 @@ async def test_version(tmp_path: Path) -> None:
     assert (code, out, err) == (0, f"greet-client {package_metadata.version('greet')}\n", "")
 
 
-async def test_ctrl_c_during_a_call_exits_130_without_a_traceback(tmp_path: Path) -> None:
-    with bound_socket() as silent:  # accepts the connection and never answers
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # a SETTINGS frame with no values
+HEADERS = 0x1
+
+
+async def receive_the_call(connection: socket.socket) -> None:
+    """Start HTTP/2 with the client on `connection` (its preface, our SETTINGS) and read what it
+    sends until the HEADERS frame that starts its call."""
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(connection, EMPTY_SETTINGS)
+    received = b""
+    while len(received) < len(PREFACE):
+        received += await loop.sock_recv(connection, 65536)
+    assert received.startswith(PREFACE)
+    received = received[len(PREFACE) :]
+    while True:
+        while len(received) >= 9:
+            length, kind = int.from_bytes(received[:3], "big"), received[3]
+            if kind == HEADERS:
+                return
+            received = received[9 + length :]
+        chunk = await loop.sock_recv(connection, 65536)
+        assert chunk, "the client closed the connection before it sent its call"
+        received += chunk
+
+
+def console_spans(out: bytes) -> list[dict[str, object]]:
+    """The spans the OpenTelemetry console exporter wrote (one JSON object each)."""
+    decoder, text = json.JSONDecoder(), out.decode().strip()
+    spans: list[dict[str, object]] = []
+    index = 0
+    while index < len(text):
+        span, end = decoder.raw_decode(text, index)
+        spans.append(span)
+        index = len(text) - len(text[end:].lstrip())
+    return spans
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        "connected",  # the client's connection was just accepted: Ctrl-C lands as it opens
+        "call sent",  # HTTP/2 started and the call's HEADERS arrived: it waits for its reply
+    ],
+)
+@pytest.mark.parametrize(
+    "tracing",
+    [
+        "off",
+        # the call runs in the tracing interceptors' tasks: the cancellation takes a few loop
+        # turns to reach the connect, which completes meanwhile (Python < 3.12's wait_for then
+        # drops it: greet.client.cli.until_interrupted)
+        "console",
+    ],
+)
+async def test_ctrl_c_during_a_call_exits_130_without_a_traceback(
+    tmp_path: Path, stage: str, tracing: str
+) -> None:
+    environment = {**os.environ, "OTEL_TRACES_EXPORTER": "none" if tracing == "off" else tracing}
+    with bound_socket() as silent:  # accepts the connection and never answers the call
         silent.listen()
         silent.setblocking(False)
         process = await asyncio.create_subprocess_exec(
@@ -161,16 +222,21 @@ async def test_ctrl_c_during_a_call_exits_130_without_a_traceback(tmp_path: Path
             "greet.client",
             "--target",
             f"127.0.0.1:{silent.getsockname()[1]}",
+            "--handshake-timeout",  # no end but Ctrl-C while the server sends no settings
+            "3600",
             "unary",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=tmp_path,
+            env=environment,
         )
         try:
             loop = asyncio.get_running_loop()
             connection, _ = await asyncio.wait_for(loop.sock_accept(silent), 30)
             with connection:  # the call is under way: the client is waiting for the server
+                if stage == "call sent":
+                    await asyncio.wait_for(receive_the_call(connection), 30)
                 process.send_signal(signal.SIGINT)
                 out, err = await asyncio.wait_for(process.communicate(), 30)
         finally:
@@ -178,4 +244,8 @@ async def test_ctrl_c_during_a_call_exits_130_without_a_traceback(tmp_path: Path
                 process.kill()
                 await process.wait()
     assert process.returncode == 130
-    assert (out, err) == (b"", b"")
+    if tracing == "off":
+        assert (out, err) == (b"", b"")
+    else:  # stdout holds the exporter's spans and nothing else
+        assert err == b""
+        assert all("name" in span for span in console_spans(out))

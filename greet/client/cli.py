@@ -93,7 +93,7 @@ def interrupt_sets(event: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGINT, event.set)
-    except (NotImplementedError, RuntimeError):  # no signal handlers here (Windows, a thread)
+    except (NotImplementedError, RuntimeError, ValueError):  # none here (Windows, a thread)
         yield
         return
     try:
@@ -169,7 +169,41 @@ def open_output(args: argparse.Namespace) -> TextIO | None:
 async def run(setup: ClientSetup, args: argparse.Namespace, out: TextIO) -> int:
     command: Command = args.command
     async with setup.client() as client:
-        return await command(client, args, out)
+        if command is run_bench_command:  # Ctrl-C stops the run, which then reports
+            return await command(client, args, out)
+        return await until_interrupted(command(client, args, out))
+
+
+async def until_interrupted(command: Coroutine[Any, Any, int]) -> int:
+    """`command`'s exit status; on Ctrl-C, INTERRUPTED at once.
+
+    Ctrl-C cancels the command and does not wait for it to unwind, because a cancellation can be
+    lost on its way down: before Python 3.12, asyncio.wait_for returns what it waited for when
+    that completes in the loop turn in which the cancellation arrives (CPython gh-86296), so a
+    Ctrl-C at the instant the connection opened left the call waiting for the server's HTTP/2
+    settings. The client then closes, and asyncio.run cancels what is left once more.
+    """
+    interrupted = asyncio.Event()
+
+    async def outcome() -> int:
+        try:
+            return await command
+        except Exception:
+            if interrupted.is_set():  # left after Ctrl-C: how it ended concerns no one
+                return INTERRUPTED
+            raise
+
+    with interrupt_sets(interrupted):
+        task = asyncio.ensure_future(outcome())
+        interrupt = asyncio.ensure_future(interrupted.wait())
+        try:
+            await asyncio.wait((task, interrupt), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            interrupt.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return INTERRUPTED
 
 
 def run_loop(coroutine: Coroutine[Any, Any, int]) -> int:
