@@ -49,7 +49,7 @@ from greet.transport._client_stream import (
     StreamRefused,
     StreamReset,
 )
-from greet.transport._connection import Connection, ConnectionState, KeepaliveTimes
+from greet.transport._connection import Connection, ConnectionState, KeepaliveTimes, within
 from greet.transport._engine import ErrorCode, Headers, StreamGone, code_name
 from greet.transport._server_call import Listening
 from greet.transport.config import ChannelConfig
@@ -100,7 +100,7 @@ class ClientConnection(Connection):
     async def handshake(self) -> None:
         """Wait for the server's SETTINGS (the end of the HTTP/2 preface)."""
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), self.config.handshake_timeout)
+            await within(asyncio.shield(self._ready), self.config.handshake_timeout)
         except asyncio.TimeoutError:
             self.close("no HTTP/2 settings from the server")
             hint = "" if self.tls else " (if it serves TLS, connect with TLS)"
@@ -384,7 +384,7 @@ class Channel(GrpclibChannel):
             connection = self.connection
             if connection is not None and connection.usable:
                 return connection
-            protocol = await asyncio.wait_for(
+            protocol = await within(
                 self.connector(
                     lambda: ClientConnection(
                         self.transport_config, tls=self.tls is not None, target=self.target

@@ -34,6 +34,7 @@ from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from grpclib.metadata import Deadline, _Metadata, decode_metadata
 from multidict import MultiDict
 
+from greet.transport._connection import within
 from greet.transport._engine import ErrorCode, Headers, StreamGone
 from greet.transport._wire import (
     CompressedBody,
@@ -319,14 +320,12 @@ class ClientStream(Stream[Any, Any]):
         if deadline is None:
             connection = await connect
         else:
-            connection = await asyncio.wait_for(connect, max(0.0, deadline.time_remaining()))
+            connection = await within(connect, max(0.0, deadline.time_remaining()))
         while True:
             if deadline is None:
                 await connection.stream_slot()
             else:
-                await asyncio.wait_for(
-                    connection.stream_slot(), max(0.0, deadline.time_remaining())
-                )
+                await within(connection.stream_slot(), max(0.0, deadline.time_remaining()))
             if connection.usable:
                 return connection
             connection = await self.channel.__connect__()  # it went away: a new one

@@ -34,10 +34,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 from greet.addresses import format_peer
 from greet.transport._engine import (
@@ -59,6 +61,7 @@ __all__ = [
     "TokenBucket",
     "Writer",
     "batching_transport",
+    "within",
 ]
 
 log = logging.getLogger("greet.transport")
@@ -142,6 +145,25 @@ def batching_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     stream.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
     return stream
+
+
+T = TypeVar("T")
+
+if sys.version_info >= (3, 11):
+
+    async def within(awaitable: Awaitable[T], seconds: float) -> T:
+        """`awaitable`'s result, or TimeoutError after `seconds`. A cancellation that arrives
+        as the awaitable completes is never lost: before Python 3.12, asyncio.wait_for returns
+        the result instead (CPython gh-86296), and a Ctrl-C at the instant a connection opened
+        then left the call waiting for the server's HTTP/2 settings."""
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+
+    async def within(awaitable: Awaitable[T], seconds: float) -> T:
+        """`awaitable`'s result, or TimeoutError after `seconds` (asyncio.wait_for)."""
+        return await asyncio.wait_for(awaitable, seconds)
 
 
 class ConnectionState(Enum):
