@@ -25,14 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from greet.transport._engine import (  # noqa: E402
+from greet.transport._engine import (
     EngineLimits,
     EngineName,
     Headers,
     Http2Engine,
     new_engine,
 )
-from greet.transport._wire import OK_TRAILERS, RESPONSE_HEADERS  # noqa: E402
+from greet.transport._wire import OK_TRAILERS, RESPONSE_HEADERS
 
 REQUEST = [
     (b":method", b"POST"),

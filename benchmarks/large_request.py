@@ -45,7 +45,8 @@ METHOD = "/greet_service.GreetService/SayHelloServerStreaming"
 
 
 def names_request(pb2: Any, count: int) -> bytes:
-    return bytes(pb2.NamesList(names=[f"{i % 1000000:06d}" for i in range(count)]).SerializeToString())
+    names = [f"{i % 1000000:06d}" for i in range(count)]
+    return bytes(pb2.NamesList(names=names).SerializeToString())
 
 
 def first_reply_seconds(channel: Any, request: bytes) -> float:
@@ -137,10 +138,10 @@ def main() -> int:
         row = f"| {server.spec.label} |"
         for count in args.names:
             got = times[(server.spec.name, count)]
-            cpu = cpus[(server.spec.name, count)]
+            cpu_seconds = cpus[(server.spec.name, count)]
             row += (
                 f" {statistics.median(got) * 1e3:.1f} ({min(got) * 1e3:.1f}-{max(got) * 1e3:.1f}) |"
-                f" {statistics.median(cpu) * 1e3:.0f} |"
+                f" {statistics.median(cpu_seconds) * 1e3:.0f} |"
             )
         print(row)
     for name, why in skipped.items():
