@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -34,7 +35,6 @@ from h2.events import (
     RemoteSettingsChanged,
     RequestReceived,
     ResponseReceived,
-    StreamEnded,
     StreamReset,
     TrailersReceived,
     WindowUpdated,
@@ -42,6 +42,8 @@ from h2.events import (
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
+from hpack import Decoder, Encoder, HeaderTuple
+from hpack.table import HeaderTable
 from hyperframe.frame import ContinuationFrame, Frame, GoAwayFrame
 
 from greet.transport._engine import (
@@ -50,6 +52,7 @@ from greet.transport._engine import (
     EngineFailure,
     EngineLimits,
     ErrorCode,
+    Header,
     Headers,
     StreamGone,
     goaway_frame,
@@ -105,6 +108,111 @@ class HeaderBlockBuffer(FrameBuffer):
         return super()._update_header_buffer(f)
 
 
+class CountingTable(HeaderTable):
+    """hpack's header table, counting its changes: `generation` moves whenever an entry is added
+    (which may evict others) or the size changes, and only then."""
+
+    generation = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
+        super().add(name, value)
+
+    @property
+    def maxsize(self) -> int:
+        return int(_TABLE_MAXSIZE.__get__(self))
+
+    @maxsize.setter
+    def maxsize(self, newmax: int) -> None:
+        self.generation += 1
+        _TABLE_MAXSIZE.__set__(self, newmax)
+
+
+_TABLE_MAXSIZE: property = vars(HeaderTable)["maxsize"]
+
+
+HPACK_CACHE_ENTRIES = 32
+
+
+"""Header blocks (or lists) an HPACK cache keeps per connection; it starts over when full."""
+
+
+HPACK_CACHE_BLOCK = 1024
+
+
+"""The largest encoded header block the HPACK caches keep (with its list, at most 8 KiB)."""
+
+
+class CachingEncoder(Encoder):
+    """hpack's encoder that gives the same block again for the same header list while its
+    dynamic table has not changed.
+
+    Encoding is a function of the list and the table; a block whose encoding added nothing to
+    the table (every field was found in it, or is sent without indexing) leaves the table as it
+    was, so the same bytes are right as long as `generation` stays. greet sends the same
+    response headers and OK trailers call after call, and a client the same request headers.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header_table: CountingTable = CountingTable()
+        self._blocks: dict[tuple[tuple[bytes, bytes], ...], tuple[int, bytes]] = {}
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        table = self.header_table
+        if not huffman or table.resized or type(headers) is not list:
+            return super().encode(headers, huffman)
+        for header in headers:
+            if type(header) is not tuple or len(header) != 2:  # HeaderTuple: sensitivity
+                return super().encode(headers, huffman)
+        key = tuple(headers)
+        generation = table.generation
+        cached = self._blocks.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        block = super().encode(headers, huffman)
+        if table.generation == generation and len(block) <= HPACK_CACHE_BLOCK:
+            if len(self._blocks) >= HPACK_CACHE_ENTRIES:
+                self._blocks.clear()
+            self._blocks[key] = (generation, block)
+        return block
+
+
+class CachingDecoder(Decoder):
+    """hpack's decoder that gives the same header list again for the same block while its
+    dynamic table and limits have not changed (see CachingEncoder: a block that changed nothing
+    in the table decodes to the same list, and passes the same checks, as long as they stay).
+    """
+
+    def __init__(self, max_header_list_size: int) -> None:
+        super().__init__(max_header_list_size=max_header_list_size)
+        self.header_table: CountingTable = CountingTable()
+        self.max_allowed_table_size = self.header_table.maxsize
+        self._lists: dict[bytes, tuple[int, int, int, list[HeaderTuple]]] = {}
+
+    def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
+        if not raw or type(data) is not bytes or len(data) > HPACK_CACHE_BLOCK:
+            return super().decode(data, raw)
+        table = self.header_table
+        generation = table.generation
+        cached = self._lists.get(data)
+        if (
+            cached is not None
+            and cached[0] == generation
+            and cached[1] == self.max_header_list_size
+            and cached[2] == self.max_allowed_table_size
+        ):
+            return list(cached[3])
+        headers = list(super().decode(data, raw))
+        if table.generation == generation:
+            if len(self._lists) >= HPACK_CACHE_ENTRIES:
+                self._lists.clear()
+            entry = (generation, self.max_header_list_size, self.max_allowed_table_size, headers)
+            self._lists[data] = entry
+            return list(headers)
+        return headers
+
+
 class GreetH2Connection(H2Connection):
     """h2's connection with greet's starting settings and a GOAWAY that closes nothing.
 
@@ -127,6 +235,8 @@ class GreetH2Connection(H2Connection):
             initial[SettingCodes.ENABLE_PUSH] = 0
         self.local_settings = Settings(client=config.client_side, initial_values=initial)
         self.max_inbound_frame_size = limits.max_frame_size
+        self.encoder = CachingEncoder()
+        self.decoder = CachingDecoder(self.DEFAULT_MAX_HEADER_LIST_SIZE)
         self.incoming_buffer = HeaderBlockBuffer(
             server=not config.client_side,
             max_continuations=limits.max_continuations,
@@ -216,14 +326,26 @@ def trailers_problem(headers: Headers) -> str | None:
 SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
 
 
-@dataclass
 class _Outbound:
     """Body bytes of one stream waiting for window, and what ends the stream after them."""
 
-    chunks: deque[bytes | memoryview] = field(default_factory=deque)
-    size: int = 0
-    end: bool = False
-    trailers: Headers | None = None
+    __slots__ = ("chunks", "end", "size", "trailers")
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes | memoryview] = deque()
+        self.size = 0
+        self.end = False
+        self.trailers: Headers | None = None
+
+
+WELL_FORMED_MEMO_ENTRIES = 32
+
+
+WELL_FORMED_MEMO_BYTES = 8192
+
+
+"""How many well-formed request header lists (each at most this many bytes of names and values)
+an engine remembers, so that a client's usual request headers are checked once."""
 
 
 RECEIVE_SLICE = 16 * 1024
@@ -254,11 +376,8 @@ class H2Engine:
         )
         self._outbound: dict[int, _Outbound] = {}
         self._ready: dict[int, None] = {}  # streams whose queue may move at the next output
-        self._ended_locally: set[int] = set()
-        self._ended_remotely: set[int] = set()
-        self._closed: list[tuple[int, int]] = []  # (stream, code) to report
-        self._reported: set[int] = set()
-        self._content_length: dict[int, int] = {}
+        self._closing: dict[int, int] = {}  # stream -> error code: on_stream_closed to come
+        self._well_formed_heads: set[tuple[Header, ...]] = set()
         self._raw: list[bytes] = []
         self._open = True
         self._halted = False
@@ -299,73 +418,44 @@ class H2Engine:
                 ErrorCode(int(error.error_code)) if error.error_code else ErrorCode.PROTOCOL_ERROR
             )
             raise EngineFailure(code, str(error), goaway_queued=True) from error
-        handler = self._events
         for event in events:
             if self._halted:
                 return
-            if isinstance(event, DataReceived):
-                self._on_data(event)
-            elif isinstance(event, RequestReceived):
-                self._on_request(event)
-            elif isinstance(event, StreamEnded):
-                self._on_remote_end(event.stream_id)
-            elif isinstance(event, WindowUpdated):
-                self._window_opened(event.stream_id or 0)
-                handler.on_window_update(event.stream_id or 0)
-            elif isinstance(event, ResponseReceived):
-                assert event.stream_id is not None
-                assert event.headers is not None
-                ended = event.stream_ended is not None
-                handler.on_response(event.stream_id, list(event.headers), ended)
-                if ended:
-                    self._on_remote_end(event.stream_id)
-            elif isinstance(event, TrailersReceived):
-                self._on_trailers(event)
-            elif isinstance(event, StreamReset):
-                assert event.stream_id is not None
-                self._outbound.pop(event.stream_id, None)
-                if event.remote_reset:
-                    handler.on_stream_reset(event.stream_id, int(event.error_code or 0))
-                self._report_closed(event.stream_id, int(event.error_code or 0))
-            elif isinstance(event, PingReceived):
-                handler.on_ping()
-            elif isinstance(event, PingAckReceived):
-                handler.on_ping_ack(bytes(event.ping_data or b""))
-            elif isinstance(event, RemoteSettingsChanged):
-                handler.on_settings()
-                if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-                    self._window_opened(0)
-                    handler.on_window_update(0)
-            elif isinstance(event, ConnectionTerminated):
-                handler.on_goaway(
-                    event.last_stream_id or 0,
-                    int(event.error_code or 0),
-                    bytes(event.additional_data or b""),
-                )
-            # SettingsAcknowledged, PriorityUpdated, UnknownFrameReceived (ignored, RFC 9113
-            # section 4.1), AlternativeServiceAvailable, InformationalResponseReceived: nothing
-        self._report_pending_closes()
+            handle = self._handlers.get(type(event))
+            if handle is not None:
+                handle(self, event)
+            # StreamEnded: the event that ended the stream says so (`stream_ended`) and is handled
+            # above. SettingsAcknowledged, PriorityUpdated, UnknownFrameReceived (ignored,
+            # RFC 9113 section 4.1), AlternativeServiceAvailable, InformationalResponseReceived:
+            # nothing to do.
+        if self._closing:
+            self._report_pending_closes()
 
     def _on_request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
         assert event.headers is not None
         headers: Headers = list(event.headers)
-        problem = request_problem(headers)
-        if problem is not None:
+        if not self._well_formed(headers):
             self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
             return
-        for name, value in headers:
-            if name == b"content-length":
-                try:
-                    self._content_length[stream_id] = int(value)
-                except ValueError:
-                    self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
-                    return
         ended = event.stream_ended is not None
         self._events.on_request(stream_id, headers, ended)
         if ended:
             self._on_remote_end(stream_id)
+
+    def _well_formed(self, headers: Headers) -> bool:
+        """`request_problem` is None, remembered for the few header lists a peer repeats."""
+        key = tuple(headers)
+        if key in self._well_formed_heads:
+            return True
+        if request_problem(headers) is not None:
+            return False
+        if sum(len(name) + len(value) for name, value in key) <= WELL_FORMED_MEMO_BYTES:
+            if len(self._well_formed_heads) >= WELL_FORMED_MEMO_ENTRIES:
+                self._well_formed_heads.clear()
+            self._well_formed_heads.add(key)
+        return True
 
     def _on_data(self, event: DataReceived) -> None:
         stream_id = event.stream_id
@@ -376,18 +466,17 @@ class H2Engine:
         if padding > 0:
             self._h2.acknowledge_received_data(padding, stream_id)
         ended = event.stream_ended is not None
-        expected = self._content_length.get(stream_id)
-        if expected is not None:
-            left = expected - len(data)
-            if left < 0 or (ended and left):
-                self._events.on_data(stream_id, b"", False)
-                self.acknowledge(stream_id, len(data))
-                self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
-                return
-            self._content_length[stream_id] = left
         self._events.on_data(stream_id, data, ended)
         if ended:
             self._on_remote_end(stream_id)
+
+    def _on_response(self, event: ResponseReceived) -> None:
+        assert event.stream_id is not None
+        assert event.headers is not None
+        ended = event.stream_ended is not None
+        self._events.on_response(event.stream_id, list(event.headers), ended)
+        if ended:
+            self._on_remote_end(event.stream_id)
 
     def _on_trailers(self, event: TrailersReceived) -> None:
         stream_id = event.stream_id
@@ -400,26 +489,73 @@ class H2Engine:
         self._events.on_trailers(stream_id, headers)
         self._on_remote_end(stream_id)
 
-    def _on_remote_end(self, stream_id: int) -> None:
-        self._ended_remotely.add(stream_id)
-        self._content_length.pop(stream_id, None)
-        if stream_id in self._ended_locally:
-            self._report_closed(stream_id, 0)
+    def _on_reset(self, event: StreamReset) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        self._outbound.pop(stream_id, None)
+        code = int(event.error_code or 0)
+        if event.remote_reset:
+            self._events.on_stream_reset(stream_id, code)
+        self._closing.setdefault(stream_id, code)
 
-    def _report_closed(self, stream_id: int, code: int) -> None:
-        if stream_id not in self._reported:
-            self._reported.add(stream_id)
-            self._closed.append((stream_id, code))
+    def _on_window_update(self, event: WindowUpdated) -> None:
+        self._window_opened(event.stream_id or 0)
+        self._events.on_window_update(event.stream_id or 0)
+
+    def _on_ping(self, event: PingReceived) -> None:
+        self._events.on_ping()
+
+    def _on_ping_ack(self, event: PingAckReceived) -> None:
+        self._events.on_ping_ack(bytes(event.ping_data or b""))
+
+    def _on_settings(self, event: RemoteSettingsChanged) -> None:
+        self._events.on_settings()
+        if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self._window_opened(0)
+            self._events.on_window_update(0)
+
+    def _on_goaway(self, event: ConnectionTerminated) -> None:
+        self._events.on_goaway(
+            event.last_stream_id or 0,
+            int(event.error_code or 0),
+            bytes(event.additional_data or b""),
+        )
+
+    _handlers: ClassVar[dict[type[Event], Callable[[H2Engine, Any], None]]] = {
+        DataReceived: _on_data,
+        RequestReceived: _on_request,
+        ResponseReceived: _on_response,
+        TrailersReceived: _on_trailers,
+        WindowUpdated: _on_window_update,
+        StreamReset: _on_reset,
+        PingReceived: _on_ping,
+        PingAckReceived: _on_ping_ack,
+        RemoteSettingsChanged: _on_settings,
+        ConnectionTerminated: _on_goaway,
+    }
+
+    # -- stream ends: h2's stream state machine says when both sides are done ------------------
+
+    def _done(self, stream_id: int) -> bool:
+        """h2 has closed the stream (both sides ended, or reset), or already forgotten it."""
+        stream = self._h2.streams.get(stream_id)
+        return stream is None or stream.closed
+
+    def _on_remote_end(self, stream_id: int) -> None:
+        if self._done(stream_id):
+            self._closing.setdefault(stream_id, 0)
+
+    def _ended_local(self, stream_id: int) -> None:
+        if self._done(stream_id):
+            self._closing.setdefault(stream_id, 0)
 
     def _report_pending_closes(self) -> None:
-        while self._closed:
-            stream_id, code = self._closed.pop(0)
-            self._ended_locally.discard(stream_id)
-            self._ended_remotely.discard(stream_id)
-            self._content_length.pop(stream_id, None)
+        closing = self._closing
+        while closing:
+            stream_id = next(iter(closing))
+            code = closing.pop(stream_id)
             self._outbound.pop(stream_id, None)
             self._events.on_stream_closed(stream_id, code)
-            self._reported.discard(stream_id)
 
     # -- output ------------------------------------------------------------------------------
 
@@ -430,7 +566,8 @@ class H2Engine:
         if self._raw:
             out = bytes(out) + b"".join(self._raw)
             self._raw.clear()
-        self._report_pending_closes()
+        if self._closing:
+            self._report_pending_closes()
         return out
 
     def _window_opened(self, stream_id: int) -> None:
@@ -494,11 +631,6 @@ class H2Engine:
         except ProtocolError:  # the stream or the connection closed meanwhile
             self._outbound.pop(stream_id, None)
 
-    def _ended_local(self, stream_id: int) -> None:
-        self._ended_locally.add(stream_id)
-        if stream_id in self._ended_remotely:
-            self._report_closed(stream_id, 0)
-
     def send_request(self, headers: Headers, end_stream: bool = False) -> int:
         try:
             stream_id = self._h2.get_next_available_stream_id()
@@ -554,11 +686,13 @@ class H2Engine:
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         self._outbound.pop(stream_id, None)
+        if self._done(stream_id):
+            return  # already closed (and reported, or about to be)
         try:
             self._h2.reset_stream(stream_id, error_code)
         except (ProtocolError, StreamClosedError):
-            return  # already closed
-        self._report_closed(stream_id, error_code)
+            return
+        self._closing.setdefault(stream_id, error_code)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size and self._open:
