@@ -353,6 +353,46 @@ def test_h2_stream_closed_once_both_sides_ended_or_reset() -> None:
     assert server.streams[3].closed
 
 
+H2_RECEIVE_FRAME_SHA256 = "39b2e16b4fd74ed014ca144a0c6e388aef3dc51f116d6f0a874b70d92bd92873"
+
+
+def test_h2_receive_frame_is_the_method_greet_copies() -> None:
+    """GreetH2Connection._receive_frame is h2 4.4.1's `_receive_frame` without its trace line
+    (whose `repr(frame)` runs for every frame). It reads `_frame_dispatch_table`,
+    `_stream_is_closed_by_reset`, `_stream_is_closed_by_end`, `_prepare_for_sending` and
+    StreamClosedError's `_events`. When h2 changes the method, this fails: copy it again."""
+    import hashlib
+
+    from h2.connection import H2Connection
+    from h2.exceptions import StreamClosedError
+    from hyperframe.frame import DataFrame, RstStreamFrame
+
+    source = inspect.getsource(H2Connection._receive_frame)
+    assert hashlib.sha256(source.encode()).hexdigest() == H2_RECEIVE_FRAME_SHA256
+    assert 'trace("Received frame: %s", repr(frame))' in source
+    connection = h2_server()
+    assert DataFrame in connection._frame_dispatch_table
+    for name in ("_stream_is_closed_by_reset", "_stream_is_closed_by_end", "_prepare_for_sending"):
+        assert callable(getattr(connection, name)), name
+    assert StreamClosedError(1)._events == []
+    # the error path: DATA on a stream the server reset is answered with RST_STREAM, and the
+    # connection lives on
+    config = H2Configuration(client_side=True, header_encoding=None)
+    client = GreetH2Connection(config, EngineLimits())
+    client.initiate_connection()
+    connection.receive_data(client.data_to_send())
+    request = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/x"),
+               (b":authority", b"a")]  # fmt: skip
+    client.send_headers(1, request)
+    connection.receive_data(client.data_to_send())
+    connection.reset_stream(1)
+    connection.data_to_send()
+    data = DataFrame(1, data=b"late")
+    assert connection.receive_data(data.serialize()) == []
+    out = connection.data_to_send()
+    assert out[3] == RstStreamFrame.type
+
+
 # -- betterproto ------------------------------------------------------------------------------
 
 

@@ -39,12 +39,12 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError, StreamClosedError
+from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from hpack import Decoder, Encoder, HeaderTuple
 from hpack.table import HeaderTable
-from hyperframe.frame import ContinuationFrame, Frame, GoAwayFrame
+from hyperframe.frame import ContinuationFrame, Frame, GoAwayFrame, RstStreamFrame
 
 from greet.transport._engine import (
     SETTINGS_MAX_CONCURRENT_STREAMS,
@@ -242,6 +242,36 @@ class GreetH2Connection(H2Connection):
             max_continuations=limits.max_continuations,
             max_bytes=limits.hard_header_list_size,
         )
+
+    def _receive_frame(self, frame: Frame) -> list[Event]:
+        """h2's own `_receive_frame` (h2 4.4.1), without its first line: a trace log call whose
+        argument, `repr(frame)`, h2 builds for every frame even when nothing logs it (about a
+        tenth of the engine's time on a unary call). tests/test_upstream_contracts.py pins the
+        upstream method this copies."""
+        events: list[Event]
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except StreamClosedError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = e.error_code
+                self._prepare_for_sending([f])
+                events = e._events
+            else:
+                raise
+        except StreamIDTooLowError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([f])
+                events = []
+            elif self._stream_is_closed_by_end(e.stream_id):
+                raise StreamClosedError(e.stream_id) from e
+            else:
+                raise
+        else:
+            self._prepare_for_sending(frames)
+        return events
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
         """A GOAWAY is reported, and h2's state machine is left open for the streams in flight
