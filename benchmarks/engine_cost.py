@@ -57,7 +57,7 @@ class Peer:
         self.server = server
         self.stream_messages = stream_messages
         self.closed = 0
-        self.received = 0
+        self.received = 0  # body bytes
 
     def on_request(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
         pass
@@ -68,7 +68,7 @@ class Peer:
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         engine = self.engine
         engine.acknowledge(stream_id, len(data))
-        self.received += 1
+        self.received += len(data)
         if self.server and end_stream:
             engine.send_headers(stream_id, RESPONSE_HEADERS)
             for _ in range(self.stream_messages or 1):
@@ -103,7 +103,8 @@ class Peer:
         pass
 
 
-def pair(name: EngineName, stream_messages: int = 0) -> tuple[Http2Engine, Http2Engine]:
+def peers(name: EngineName, stream_messages: int = 0) -> tuple[Peer, Peer]:
+    """A connected (client, server) pair of one engine, after the SETTINGS exchange."""
     limits = EngineLimits()
     client_peer, server_peer = Peer(False), Peer(True, stream_messages)
     client = client_peer.engine = new_engine(name, client=True, limits=limits, events=client_peer)
@@ -113,7 +114,12 @@ def pair(name: EngineName, stream_messages: int = 0) -> tuple[Http2Engine, Http2
     for _ in range(3):
         server.receive(client.data_to_send())
         client.receive(server.data_to_send())
-    return client, server
+    return client_peer, server_peer
+
+
+def pair(name: EngineName, stream_messages: int = 0) -> tuple[Http2Engine, Http2Engine]:
+    client, server = peers(name, stream_messages)
+    return client.engine, server.engine
 
 
 def exchanges(client: Http2Engine, server: Http2Engine, calls: int) -> tuple[float, float]:
