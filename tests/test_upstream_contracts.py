@@ -248,6 +248,158 @@ def test_h2_header_blocks_may_span_greet_s_continuation_limit() -> None:
         h2_server().receive_data(PREFACE + header_block_frames(limit + 1))
 
 
+HEADER_LISTS: list[list[tuple[bytes, bytes]]] = [
+    [(b":status", b"200"), (b"content-type", b"application/grpc")],
+    [(b"grpc-status", b"0")],
+    [(b":status", b"200"), (b"content-type", b"application/grpc")],
+    [(b"grpc-status", b"2"), (b"grpc-message", b"boom")],
+    [(b"grpc-status", b"0")],
+    [(b":status", b"200"), (b"content-type", b"application/grpc"), (b"x-big", b"v" * 3000)],
+    [(b":status", b"200"), (b"content-type", b"application/grpc")],
+    [(b"grpc-status", b"0")],
+    [(b"grpc-status", b"2"), (b"grpc-message", b"boom")],
+    [(b"grpc-status", b"0")],
+]
+
+
+def test_hpack_tables_change_only_through_add_and_maxsize() -> None:
+    """hpack's coders keep their dynamic table in `header_table`, a HeaderTable whose entries
+    change only in `add` and the `maxsize` setter: greet's CountingTable counts those, and its
+    HPACK caches (CachingEncoder, CachingDecoder) trust the count."""
+    from hpack import Decoder
+    from hpack.table import HeaderTable
+
+    from greet.transport._engines.h2 import CountingTable
+
+    assert isinstance(vars(HeaderTable)["maxsize"], property)
+    assert callable(vars(HeaderTable)["add"])
+    encoder, decoder = Encoder(), Decoder()
+    assert isinstance(encoder.header_table, HeaderTable)
+    assert isinstance(decoder.header_table, HeaderTable)
+    table = CountingTable()
+    decoder.header_table = table
+    seen: list[tuple[int, list[tuple[bytes, bytes]]]] = []
+    for headers in HEADER_LISTS:
+        before = (table.generation, list(table.dynamic_entries))
+        decoder.decode(encoder.encode(headers), raw=True)
+        if table.generation == before[0]:
+            assert list(table.dynamic_entries) == before[1]
+        seen.append((table.generation, list(table.dynamic_entries)))
+    assert seen[0][0] < seen[3][0] < seen[5][0]  # new fields were added
+    assert seen[6][0] == seen[5][0]  # known fields only: no change
+    generation = table.generation
+    decoder.header_table_size = 100
+    assert table.generation > generation
+    assert table.maxsize == 100
+
+
+def test_h2_encodes_and_decodes_with_greet_s_hpack_caches() -> None:
+    """h2 encodes with the connection's `encoder` and decodes with its `decoder`, read at each
+    use, and applies SETTINGS to them: greet's caching coders give the same bytes and lists as
+    hpack's own, call after call, whatever happened to the table in between."""
+    from hpack import Decoder
+
+    from greet.transport._engines.h2 import CachingDecoder, CachingEncoder
+
+    connection = h2_server()
+    assert isinstance(connection.encoder, CachingEncoder)
+    assert isinstance(connection.decoder, CachingDecoder)
+    caching, plain = CachingEncoder(), Encoder()
+    caching_decoder, plain_decoder = CachingDecoder(1 << 16), Decoder(1 << 16)
+    for _ in range(3):
+        for headers in HEADER_LISTS:
+            block = caching.encode(list(headers))
+            assert block == plain.encode(list(headers))
+            assert caching_decoder.decode(block, raw=True) == plain_decoder.decode(block, raw=True)
+    caching.header_table_size = plain.header_table_size = 64
+    for headers in HEADER_LISTS[:3]:
+        assert caching.encode(list(headers)) == plain.encode(list(headers))
+    # what h2 sends and receives goes through them (with the H2Engine's configuration: h2
+    # hands the encoder the list itself when it neither normalizes nor validates)
+    config = H2Configuration(
+        client_side=True,
+        header_encoding=None,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+    client = GreetH2Connection(config, EngineLimits())
+    client.initiate_connection()
+    connection.receive_data(client.data_to_send())
+    request = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/x"),
+               (b":authority", b"a")]  # fmt: skip
+    for _ in range(2):
+        stream_id = client.get_next_available_stream_id()
+        client.send_headers(stream_id, request, end_stream=True)
+        events = connection.receive_data(client.data_to_send())
+        (received,) = [event for event in events if isinstance(event, RequestReceived)]
+        assert list(received.headers or ()) == request
+    assert client.encoder._blocks  # type: ignore[attr-defined]
+    assert connection.decoder._lists
+
+
+def test_h2_stream_closed_once_both_sides_ended_or_reset() -> None:
+    """The h2 engine asks h2 whether a stream is over: `H2Connection.streams` and
+    `H2Stream.closed`, True once both sides ended (or it was reset), not after one side."""
+    client = GreetH2Connection(
+        H2Configuration(client_side=True, header_encoding=None), EngineLimits()
+    )
+    server = h2_server()
+    client.initiate_connection()
+    server.receive_data(client.data_to_send())
+    request = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/x"),
+               (b":authority", b"a")]  # fmt: skip
+    client.send_headers(1, request, end_stream=True)
+    client.send_headers(3, request)
+    server.receive_data(client.data_to_send())
+    assert not server.streams[1].closed  # the request ended, the reply has not
+    server.send_headers(1, [(b":status", b"200")], end_stream=True)
+    assert server.streams[1].closed
+    server.send_headers(3, [(b":status", b"200")], end_stream=True)
+    assert not server.streams[3].closed  # the reply ended, the request has not
+    server.reset_stream(3)
+    assert server.streams[3].closed
+
+
+H2_RECEIVE_FRAME_SHA256 = "39b2e16b4fd74ed014ca144a0c6e388aef3dc51f116d6f0a874b70d92bd92873"
+
+
+def test_h2_receive_frame_is_the_method_greet_copies() -> None:
+    """GreetH2Connection._receive_frame is h2 4.4.1's `_receive_frame` without its trace line
+    (whose `repr(frame)` runs for every frame). It reads `_frame_dispatch_table`,
+    `_stream_is_closed_by_reset`, `_stream_is_closed_by_end`, `_prepare_for_sending` and
+    StreamClosedError's `_events`. When h2 changes the method, this fails: copy it again."""
+    import hashlib
+
+    from h2.connection import H2Connection
+    from h2.exceptions import StreamClosedError
+    from hyperframe.frame import DataFrame, RstStreamFrame
+
+    source = inspect.getsource(H2Connection._receive_frame)
+    assert hashlib.sha256(source.encode()).hexdigest() == H2_RECEIVE_FRAME_SHA256
+    assert 'trace("Received frame: %s", repr(frame))' in source
+    connection = h2_server()
+    assert DataFrame in connection._frame_dispatch_table
+    for name in ("_stream_is_closed_by_reset", "_stream_is_closed_by_end", "_prepare_for_sending"):
+        assert callable(getattr(connection, name)), name
+    assert StreamClosedError(1)._events == []
+    # the error path: DATA on a stream the server reset is answered with RST_STREAM, and the
+    # connection lives on
+    config = H2Configuration(client_side=True, header_encoding=None)
+    client = GreetH2Connection(config, EngineLimits())
+    client.initiate_connection()
+    connection.receive_data(client.data_to_send())
+    request = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/x"),
+               (b":authority", b"a")]  # fmt: skip
+    client.send_headers(1, request)
+    connection.receive_data(client.data_to_send())
+    connection.reset_stream(1)
+    connection.data_to_send()
+    data = DataFrame(1, data=b"late")
+    assert connection.receive_data(data.serialize()) == []
+    out = connection.data_to_send()
+    assert out[3] == RstStreamFrame.type
+
+
 # -- betterproto ------------------------------------------------------------------------------
 # greet._codec reads these (its docstring lists them, and `BETTERPROTO_PRIVATE_NAMES`): the
 # per-class metadata for its plans and for `check_wire_format`, the instance bookkeeping it fills

@@ -172,62 +172,76 @@ def truncated() -> GRPCError:
 
 
 class MessageFramer:
-    """Cuts one stream's DATA into gRPC message bodies (see the module docstring)."""
+    """Cuts one stream's DATA into gRPC message bodies (see the module docstring).
 
-    __slots__ = ("_buffer", "_compressed", "_length", "limit", "messages", "side")
+    DATA that holds whole messages is cut where it lies. The body of a message that spans DATA
+    frames is kept as the list of its pieces and joined once, when its last piece arrives: a large
+    message is copied once, not once per frame.
+    """
+
+    __slots__ = ("_compressed", "_length", "_parts", "_size", "limit", "messages", "side")
 
     def __init__(self, limit: int, side: str = "request") -> None:
         self.limit = limit
         self.side = side
-        self._compressed = False
         self.messages: deque[bytes] = deque()
-        self._buffer = bytearray()
+        self._parts: list[bytes] = []  # a message's body so far, or the start of a prefix
+        self._size = 0  # bytes in `_parts`
         self._length = -1  # the body length of the message being read; -1: reading a prefix
+        self._compressed = False
 
     @property
     def untouched(self) -> bool:
         """Nothing has been fed (or all of it was taken)."""
-        return not self.messages and self._length < 0 and not self._buffer
+        return not self.messages and self._length < 0 and not self._parts
 
     @property
     def inside_message(self) -> bool:
         """True when a message has begun and not ended (the stream must not end now)."""
-        return bool(self._buffer) or self._length >= 0
+        return bool(self._parts) or self._length >= 0
 
     def feed(self, data: bytes) -> None:
         """Add DATA bytes; complete bodies go to `messages` (a compressed one as a
         CompressedBody). Raises GRPCError on a refused one."""
-        buffer = self._buffer
-        if not buffer and self._length < 0:
-            # Common case: the chunk holds whole messages, the first starting at its start.
-            size = len(data)
-            pos = 0
-            while size - pos >= PREFIX_SIZE:
-                flag = data[pos]
-                length = self._check_prefix(flag, int.from_bytes(data[pos + 1 : pos + 5], "big"))
-                end = pos + PREFIX_SIZE + length
-                if end > size:
-                    break
-                body = data[pos + PREFIX_SIZE : end]
-                self.messages.append(CompressedBody(body) if flag else body)
-                pos = end
-            if pos == size:
+        if self._length >= 0:  # inside a message's body
+            need = self._length - self._size
+            if len(data) < need:
+                self._parts.append(data)
+                self._size += len(data)
                 return
-            data = data[pos:]
-        buffer += data
-        while True:
-            if self._length < 0:
-                if len(buffer) < PREFIX_SIZE:
-                    return
-                self._compressed = buffer[0] == 1
-                self._length = self._check_prefix(buffer[0], int.from_bytes(buffer[1:5], "big"))
-                del buffer[:PREFIX_SIZE]
-            if len(buffer) < self._length:
-                return
-            body = bytes(buffer[: self._length])
+            parts = self._parts
+            parts.append(data[:need] if len(data) > need else data)
+            body = b"".join(parts) if len(parts) > 1 else parts[0]
             self.messages.append(CompressedBody(body) if self._compressed else body)
-            del buffer[: self._length]
+            self._parts = []
+            self._size = 0
             self._length = -1
+            if len(data) == need:
+                return
+            data = data[need:]
+        elif self._parts:  # the start of a prefix
+            data = b"".join(self._parts) + data
+            self._parts = []
+            self._size = 0
+        size = len(data)
+        pos = 0
+        while size - pos >= PREFIX_SIZE:
+            flag = data[pos]
+            length = self._check_prefix(flag, int.from_bytes(data[pos + 1 : pos + 5], "big"))
+            end = pos + PREFIX_SIZE + length
+            if end > size:  # the body goes on in the next DATA
+                self._compressed = flag == 1
+                self._length = length
+                rest = data[pos + PREFIX_SIZE :]
+                self._parts.append(rest)
+                self._size = len(rest)
+                return
+            body = data[pos + PREFIX_SIZE : end]
+            self.messages.append(CompressedBody(body) if flag else body)
+            pos = end
+        if pos < size:
+            self._parts.append(data[pos:])
+            self._size = size - pos
 
     def _check_prefix(self, flag: int, length: int) -> int:
         if flag > 1:
@@ -243,7 +257,8 @@ class MessageFramer:
     def clear(self) -> None:
         """Drop everything buffered (the call ended)."""
         self.messages.clear()
-        self._buffer = bytearray()
+        self._parts = []
+        self._size = 0
         self._length = -1
 
 
