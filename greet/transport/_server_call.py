@@ -646,6 +646,11 @@ class ServerCall(Stream[Any, Any]):
                 await self._wait_writable()
         else:
             self._unchecked = unchecked
+        if self._messages_sent == 1 and self._cardinality.server_streaming:
+            # A handler started eagerly runs inside the callback that read its request, and
+            # nothing is written before that callback ends: the first reply of a stream goes
+            # out now, not after the handler has produced a flow-control window of them.
+            await asyncio.sleep(0)
 
     async def _wait_writable(self) -> None:
         connection = self.connection

@@ -51,6 +51,7 @@ from hpack.table import HeaderTable
 from hyperframe.frame import ContinuationFrame, Frame, GoAwayFrame, RstStreamFrame
 
 from greet.transport._engine import (
+    MAX_STREAM_ID,
     SETTINGS_MAX_CONCURRENT_STREAMS,
     EngineEvents,
     EngineFailure,
@@ -73,8 +74,6 @@ __all__ = [
 
 
 # -- h2_connection ----------
-
-MAX_STREAM_ID = 2**31 - 1
 
 
 class HeaderBlockBuffer(FrameBuffer):
