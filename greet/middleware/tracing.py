@@ -122,7 +122,7 @@ class ServerTracing:
                 method_attributes(call.method),
             )
         name, method_values = method
-        attributes = {**method_values, **self._listening_attributes(call.connection.server)}
+        attributes = {**method_values, **self._listening_attributes(call.server)}
         peer = call.peer.addr()
         if isinstance(peer, tuple) and len(peer) >= 2:
             attributes[NETWORK_PEER_ADDRESS] = str(peer[0])
