@@ -101,7 +101,7 @@ def test_the_report_shows_both_engines_the_targets_and_the_commands(tiny_run: Pa
     assert f"| workload {servers} nghttp2 / grpcio | h2 / grpcio |" in text
     ratios = r"\| \*\*\d+\.\d\d\*\* \| \*\*\d+\.\d\d\*\* \|"
     assert re.search(r"\| unary, 1 in flight \(req/s\) \|.*" + ratios, text)
-    assert "| target (issue 8, section 5) | greet (nghttp2) | met? | greet (h2) | met? |" in text
+    assert "| target (issues 8 and 14) | greet (nghttp2) | met? | greet (h2) | met? |" in text
     verdict = r" \d+\.\d\dx \| (met|\*\*not met\*\*) \|"
     assert re.search(r"\| --workers 2 on the whole machine >= 2\.0x grpcio \|" + verdict * 2, text)
     assert "`taskset -c 0 python -m greet.server --port PORT --http2-engine h2`" in text

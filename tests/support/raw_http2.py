@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import hpack
@@ -244,41 +244,53 @@ class RawPeer:
     async def response(self, stream_id: int, timeout: float = 20.0) -> Response:
         """One stream's answer: headers, DATA, trailers or RST_STREAM (other streams' frames
         are dropped; PINGs are answered)."""
-        response = Response()
-        while True:
+        return (await self.responses([stream_id], timeout))[stream_id]
+
+    async def responses(
+        self, stream_ids: Collection[int], timeout: float = 20.0
+    ) -> dict[int, Response]:
+        """The answers of several streams, whose frames may come interleaved (frames of other
+        streams are dropped; PINGs are answered)."""
+        responses = {stream_id: Response() for stream_id in stream_ids}
+        open_ids = set(stream_ids)
+        while open_ids:
             frame = await self.next_frame(timeout)
             if frame is None:
-                raise AssertionError(f"connection closed before stream {stream_id} ended")
+                raise AssertionError(f"connection closed before streams {sorted(open_ids)} ended")
             if isinstance(frame, PingFrame) and "ACK" not in frame.flags:
                 self.write(PingFrame(0, opaque_data=frame.opaque_data, flags=["ACK"]).serialize())
                 continue
             if isinstance(frame, (HeadersFrame, ContinuationFrame)):
                 block = self._header_block(frame)
-                if block is None or frame.stream_id != stream_id:
+                if block is None:
                     continue
                 decoded = {
                     name.decode(): value.decode()
                     for name, value in self.decoder.decode(block, raw=True)
                 }
+                response = responses.get(frame.stream_id)
+                if response is None or frame.stream_id not in open_ids:
+                    continue
                 ended = "END_STREAM" in self._first_flags
                 if not response.headers:
                     response.headers = decoded
                     if ended:
                         response.trailers = decoded
-                        return response
+                        open_ids.discard(frame.stream_id)
                 else:
                     response.trailers = decoded
-                    return response
-            elif frame.stream_id != stream_id:
+                    open_ids.discard(frame.stream_id)
+            elif frame.stream_id not in open_ids:
                 continue
             elif isinstance(frame, DataFrame):
-                response.data += frame.data
+                responses[frame.stream_id].data += frame.data
                 if frame.data:  # keep the flow-control windows open
-                    self.write(window_update(stream_id, len(frame.data)))
+                    self.write(window_update(frame.stream_id, len(frame.data)))
                     self.write(window_update(0, len(frame.data)))
             elif isinstance(frame, RstStreamFrame):
-                response.reset = frame.error_code
-                return response
+                responses[frame.stream_id].reset = frame.error_code
+                open_ids.discard(frame.stream_id)
+        return responses
 
     def _header_block(self, frame: HeadersFrame | ContinuationFrame) -> bytes | None:
         if isinstance(frame, HeadersFrame):
