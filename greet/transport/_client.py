@@ -151,10 +151,7 @@ class ClientConnection(Connection):
         for stream in streams:
             stream.terminate(ConnectionLost(f"{self.target}: {reason}"))
         self._wake_slots()
-        writers = list(self._writers.values())
-        self._writers.clear()
-        for writer in writers:
-            writer.writable()
+        self.release_writers()
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.close()

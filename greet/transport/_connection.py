@@ -310,6 +310,10 @@ class Connection(asyncio.Protocol):
         self.state = ConnectionState.CLOSED
         self._stop_keepalive()
         self.lost(exc)
+        self.release_writers()
+
+    def release_writers(self) -> None:
+        """Wake every sender waiting for room: the connection is gone, and each sees why."""
         writers = list(self._writers.values())
         self._writers.clear()
         for writer in writers:

@@ -15,8 +15,9 @@ Compression: gzip and deflate (grpc-encoding), both ways; decompression is bound
 size limit, so a decompression bomb gets RESOURCE_EXHAUSTED.
 
 Header blocks:
-- a request's, read once on the server (`read_request_head`): routing fields, deadline, metadata
-  and the header list size as SETTINGS_MAX_HEADER_LIST_SIZE counts it (32 bytes a field);
+- a request's, read once on the server (`read_request_head`): routing fields, metadata and the
+  header list size as SETTINGS_MAX_HEADER_LIST_SIZE counts it (32 bytes a field); the deadline is
+  read apart from it (`read_deadline`), since a client's grpc-timeout changes call by call;
 - a server's replies: response headers, trailers and trailers-only answers, built once where they
   do not vary (`RESPONSE_HEADERS`, `OK_TRAILERS`);
 - a client's request headers, and quick reads of the usual replies (`usual_reply_headers`,
