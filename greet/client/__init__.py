@@ -22,7 +22,6 @@ The implementation modules are private, one concept each:
     _pool.py            EndpointPool: targets, name resolution, balancing, endpoint health
 """
 
-from greet.client._attempts import NameOrRequest, Requests
 from greet.client._calls import (
     AttemptInterceptor,
     CallInterceptor,
@@ -31,7 +30,8 @@ from greet.client._calls import (
     Interceptor,
     Proceed,
 )
-from greet.client._client import GreetClient
+from greet.client._channel import CallStream, Channel
+from greet.client._client import GreetClient, NameOrRequest, Requests
 from greet.client._pool import DnsName, Endpoint, PoolOptions
 from greet.client._service_config import (
     MethodConfig,
@@ -46,6 +46,8 @@ from greet.errors import RpcError
 __all__ = [
     "AttemptInterceptor",
     "CallInterceptor",
+    "CallStream",
+    "Channel",
     "ClientAttempt",
     "ClientCall",
     "ClientMetrics",

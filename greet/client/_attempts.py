@@ -1,4 +1,4 @@
-"""AttemptRunner: the one attempt loop that every GreetClient call kind runs on.
+"""AttemptRunner: the one attempt loop that every call of a greet.client.Channel runs on.
 
 Each call kind is a body (`unary`, `server_streaming`, `client_streaming`, `bidi_streaming`):
 what one attempt does on its HTTP/2 stream, given an Exchange. The runner does the rest, the
@@ -11,7 +11,7 @@ same for all four kinds:
    can no longer be replayed (committed); at once, a single time, when the server did not
    process the attempt (transparent retry); else as the method's RetryPolicy says (its statuses,
    max_attempts, the client's RetryBudget, a backoff that fits in the deadline);
-4. on success, count it (`GreetClient.served`, the budget, an endpoint back from down).
+4. on success, count it (`Channel.served`, the budget, an endpoint back from down).
 
 All of it runs inside the call interceptors, once per call. The outcome is recorded in the
 ClientCall and its ClientAttempts (greet.client._calls), and a failed call raises its RpcError.
@@ -41,39 +41,28 @@ that found no connection was not processed either, but follows the retry policy 
 attempts counted), so that `max_attempts=1` still means one try when an endpoint is down.
 
 Client and bidi streams read their requests from ReplayableRequests, so that a retry sends the
-same ones again: a list or tuple of names is replayed as it is; any other iterable (a generator,
-an async generator) is read once, and the messages read so far are kept (up to the policy's
-`replay_buffer_messages`) so a retried attempt sends them again before reading on. A call that
-has read more than that, or has received a reply, is committed: the buffer is dropped and the
-call is not retried any more. Reading from an async source goes through a shielded task, so an
-attempt that is cancelled while it waits for the next request does not break the source for the
-next attempt.
+same ones again: the caller puts each request in (`put`, then `end`), an attempt reads them, and
+the requests read so far are kept (up to the policy's `replay_buffer_messages`) so a retried
+attempt sends them again before reading on. A call that has sent more than that, or has received
+a reply, is committed: the buffer is dropped and the call is not retried any more. An attempt
+that is cancelled while it waits for the next request takes nothing away: the request stays for
+the next attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeVar
 
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from grpclib.metadata import Deadline
 
-from greet._codec import build
 from greet.client._calls import (
     AttemptInterceptor,
     CallInterceptor,
@@ -81,12 +70,12 @@ from greet.client._calls import (
     ClientCall,
     Method,
     intercepted,
+    wake,
 )
 from greet.client._pool import EndpointPool, EndpointState
 from greet.client._service_config import MethodPolicies, RetryThrottling, ServiceConfig
 from greet.errors import MetadataValue, RpcError
 from greet.transport import Channel, ClientStream, ConnectionEnded, ErrorCode, StreamReset
-from greet_service import HelloRequest
 
 __all__ = [
     "ATTEMPT_ERRORS",
@@ -94,11 +83,9 @@ __all__ = [
     "Body",
     "Exchange",
     "Failure",
-    "NameOrRequest",
     "ReplayableRequests",
-    "Requests",
     "RetryBudget",
-    "as_request",
+    "StreamWatch",
     "bidi_streaming",
     "classify",
     "client_streaming",
@@ -203,106 +190,105 @@ class RetryBudget:
 
 # -- requests a retry can send again --------------------------------------------------------------
 
-NameOrRequest: TypeAlias = "str | HelloRequest"
-Requests: TypeAlias = "Iterable[str | HelloRequest] | AsyncIterable[str | HelloRequest]"
 
+class ReplayableRequests(Generic[RequestT]):
+    """The request messages of one client- or bidi-streaming call, put in by the caller and
+    readable once per attempt (see the module docstring).
 
-def as_request(item: str | HelloRequest) -> HelloRequest:
-    return build(HelloRequest, name=item) if isinstance(item, str) else item
+    `put` waits while a request it put before is still unread by a running attempt (so the
+    caller runs no further ahead of the stream than one message); while no attempt reads, it
+    does not wait.
+    """
 
-
-class ReplayableRequests:
-    """The request messages of one streaming call, readable once per attempt (see the module
-    docstring)."""
-
-    def __init__(self, source: Requests, buffer_limit: int) -> None:
-        self._sequence: Sequence[str | HelloRequest] | None = None
-        self._sync: Iterator[str | HelloRequest] | None = None
-        self._async: AsyncIterator[str | HelloRequest] | None = None
-        if isinstance(source, (list, tuple)):
-            self._sequence = source
-        elif isinstance(source, AsyncIterable):
-            self._async = aiter(source)
-        else:
-            self._sync = iter(source)
-        self._buffer: list[HelloRequest] | None = []
+    def __init__(self, buffer_limit: int) -> None:
+        self._unread: deque[RequestT] = deque()
+        self._buffer: list[RequestT] | None = []
         self._limit = buffer_limit
-        self._exhausted = False
-        self._pending: asyncio.Future[str | HelloRequest] | None = None
+        self._ended = False
+        self._closed = False
         self._committed = False
+        self._readers = 0
+        self._reader: asyncio.Future[None] | None = None
+        self._writer: asyncio.Future[None] | None = None
+
+    async def put(self, request: RequestT) -> None:
+        """The next request of the call; ProtocolError once the call has ended."""
+        while self._unread and self._readers and not self._closed:
+            self._writer = asyncio.get_running_loop().create_future()
+            try:
+                await self._writer
+            finally:
+                self._writer = None
+        if self._closed:
+            raise ProtocolError("the call has ended: no more requests can be sent")
+        self._unread.append(request)
+        wake(self._reader)
+
+    def end(self) -> None:
+        """No more requests."""
+        self._ended = True
+        wake(self._reader)
 
     @property
     def replayable(self) -> bool:
         """Whether a new attempt can send the same requests again."""
-        if self._committed:
-            return False
-        return self._sequence is not None or self._buffer is not None
+        return not self._committed and self._buffer is not None
 
     def commit(self) -> None:
         """No more retries: drop the buffer."""
         self._buffer = None
         self._committed = True
 
-    async def attempt(self) -> AsyncGenerator[HelloRequest, None]:
-        """The requests for one attempt: the ones read before, then the rest of the source."""
-        if self._sequence is not None:
-            for item in self._sequence:
-                yield as_request(item)
-            return
+    async def attempt(self) -> AsyncGenerator[RequestT, None]:
+        """The requests for one attempt: the ones read before, then the rest as they come."""
         if self._buffer is None or self._committed:
             raise RuntimeError("requests were committed and cannot be replayed")
         for request in list(self._buffer):
             yield request
-        while not self._exhausted:
-            try:
-                item = await self._next()
-            except StopAsyncIteration:
-                self._exhausted = True
-                return
-            request = as_request(item)
-            if self._buffer is not None:
-                if len(self._buffer) < self._limit:
-                    self._buffer.append(request)
-                else:
-                    self._buffer = None
-            yield request
-
-    async def _next(self) -> str | HelloRequest:
-        if self._sync is not None:
-            try:
-                return next(self._sync)
-            except StopIteration:
-                raise StopAsyncIteration from None
-        assert self._async is not None
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(anext(self._async))
+        self._readers += 1
         try:
-            item = await asyncio.shield(self._pending)
-        except asyncio.CancelledError:
-            if not self._pending.done():
-                raise  # the attempt was cancelled; the read goes on for the next attempt
-            self._pending = None
-            raise
-        except BaseException:
-            self._pending = None
-            raise
-        self._pending = None
-        return item
+            while True:
+                unread = self._unread
+                while not unread:
+                    if self._ended:
+                        return
+                    self._reader = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._reader
+                    finally:
+                        self._reader = None
+                request = unread.popleft()
+                wake(self._writer)
+                buffer = self._buffer
+                if buffer is not None:
+                    if len(buffer) < self._limit:
+                        buffer.append(request)
+                    else:
+                        self._buffer = None
+                yield request
+        finally:
+            self._readers -= 1
+            wake(self._writer)  # no reader now: a waiting put goes on
 
     def close(self) -> None:
-        """Stop a read still running after the call ended."""
-        if self._pending is not None and not self._pending.done():
-            self._pending.cancel()
-        self._pending = None
+        """The call ended: no more requests."""
+        self._closed = True
+        self._unread.clear()
+        wake(self._writer)
 
 
 # -- one attempt's stream, and the four call kinds ------------------------------------------------
 
 
+StreamWatch = Callable[[ClientStream], None]
+"""Told of each attempt's stream as it is made (greet.client.Channel's call reads the metadata
+and the peer of the last one)."""
+
+
 class Exchange(Generic[RequestT, ReplyT]):
     """One attempt's stream, as a call kind's body uses it (the counts go to the attempt)."""
 
-    __slots__ = ("attempt", "channel", "endpoint", "method")
+    __slots__ = ("attempt", "channel", "endpoint", "method", "watch")
 
     def __init__(
         self,
@@ -310,16 +296,18 @@ class Exchange(Generic[RequestT, ReplyT]):
         endpoint: EndpointState,
         channel: Channel,
         method: Method[RequestT, ReplyT],
+        watch: StreamWatch | None = None,
     ) -> None:
         self.attempt = attempt
         self.endpoint = endpoint
         self.channel = channel
         self.method = method
+        self.watch = watch
 
     def open(self) -> ClientStream:
         """The attempt's stream (`async with` it), with the call's deadline and its metadata."""
         method = self.method
-        return self.channel.request(
+        stream = self.channel.request(
             method.path,
             method.kind,
             method.request_type,
@@ -327,6 +315,9 @@ class Exchange(Generic[RequestT, ReplyT]):
             deadline=self.attempt.call.deadline,
             metadata=self.attempt.metadata,
         )
+        if self.watch is not None:
+            self.watch(stream)
+        return stream
 
     async def send(self, stream: ClientStream, message: RequestT, *, end: bool = False) -> None:
         await stream.send_message(message, end=end)
@@ -384,10 +375,10 @@ def server_streaming(request: RequestT) -> Body[RequestT, ReplyT]:
     return body
 
 
-def client_streaming(requests: ReplayableRequests) -> Body[HelloRequest, ReplyT]:
+def client_streaming(requests: ReplayableRequests[RequestT]) -> Body[RequestT, ReplyT]:
     """A stream of requests, one reply."""
 
-    async def body(exchange: Exchange[HelloRequest, ReplyT]) -> AsyncGenerator[ReplyT, None]:
+    async def body(exchange: Exchange[RequestT, ReplyT]) -> AsyncGenerator[ReplyT, None]:
         async with exchange.open() as stream:
             await stream.send_request()
             async with aclosing(requests.attempt()) as messages:
@@ -400,11 +391,11 @@ def client_streaming(requests: ReplayableRequests) -> Body[HelloRequest, ReplyT]
     return body
 
 
-def bidi_streaming(requests: ReplayableRequests) -> Body[HelloRequest, ReplyT]:
+def bidi_streaming(requests: ReplayableRequests[RequestT]) -> Body[RequestT, ReplyT]:
     """A stream of requests and a stream of replies; the requests are sent by a task of their
     own, so that replies are read while requests still wait to be sent."""
 
-    async def body(exchange: Exchange[HelloRequest, ReplyT]) -> AsyncGenerator[ReplyT, None]:
+    async def body(exchange: Exchange[RequestT, ReplyT]) -> AsyncGenerator[ReplyT, None]:
         async with exchange.open() as stream:
             await stream.send_request()
 
@@ -432,7 +423,7 @@ def bidi_streaming(requests: ReplayableRequests) -> Body[HelloRequest, ReplyT]:
 
 
 class AttemptRunner:
-    """Runs the calls of one GreetClient (see the module docstring).
+    """Runs the calls of one greet.client.Channel (see the module docstring).
 
     `policies` holds each method's retry policy from `service_config`, looked up once per
     method; `budget` is the client's retry budget (its retryThrottling); `served` counts the
@@ -469,27 +460,30 @@ class AttemptRunner:
         method: Method[RequestT, ReplyT],
         request: RequestT,
         metadata: Mapping[str, MetadataValue],
-        timeout: float | None,
+        deadline: Deadline | None,
+        watch: StreamWatch | None = None,
     ) -> ReplyT:
-        """The reply of a unary call, within `timeout` seconds over all its attempts (None: no
-        deadline); raises its RpcError when it fails.
+        """The reply of a unary call, by `deadline` over all its attempts (None: no deadline);
+        raises its RpcError when it fails. `watch` is told of each attempt's stream.
 
         Without interceptors, the first attempt runs right here (see the module docstring).
         """
-        deadline = None if timeout is None else Deadline.from_timeout(timeout)
         if self.intercepted:
             call = self.new_call(method, metadata, deadline)
-            return await single(self.run(call, unary(request)))
+            return await single(self.run(call, unary(request), watch=watch))
         state, channel = self.pool.pick() or await self._resolve_and_pick()
+        stream = channel.request(
+            method.path,
+            method.kind,
+            method.request_type,
+            method.reply_type,
+            deadline=deadline,
+            metadata=metadata,
+        )
+        if watch is not None:
+            watch(stream)
         try:
-            async with channel.request(
-                method.path,
-                method.kind,
-                method.request_type,
-                method.reply_type,
-                deadline=deadline,
-                metadata=metadata,
-            ) as stream:
+            async with stream:
                 await stream.send_message(request, end=True)
                 reply: ReplyT | None = await stream.recv_message()
                 if reply is None:
@@ -504,29 +498,33 @@ class AttemptRunner:
         call = self.new_call(method, metadata, deadline)
         attempt = call.new_attempt(state.name, transparent=False)
         failure = self._failed(state, channel, attempt, failed)
-        return await single(self._attempts(call, unary(request), None, failure))
+        return await single(self._attempts(call, unary(request), None, watch, failure))
 
     def run(
         self,
         call: ClientCall,
         body: Body[Any, ReplyT],
-        requests: ReplayableRequests | None = None,
+        requests: ReplayableRequests[Any] | None = None,
+        *,
+        watch: StreamWatch | None = None,
     ) -> AsyncGenerator[ReplyT, None]:
         """The replies of `call`, as they arrive; raises its RpcError when it fails.
 
         `requests` are the replayable requests of a client- or bidi-streaming call, which the
-        body sends: the call is retried only while they can be sent again.
+        body sends: the call is retried only while they can be sent again. `watch` is told of
+        each attempt's stream.
         """
         if not self.interceptors:
-            return self._attempts(call, body, requests)
-        attempts = partial(self._attempts, call, body, requests)
+            return self._attempts(call, body, requests, watch)
+        attempts = partial(self._attempts, call, body, requests, watch)
         return intercepted(call, self.interceptors, attempts)
 
     async def _attempts(
         self,
         call: ClientCall,
         body: Body[Any, ReplyT],
-        requests: ReplayableRequests | None,
+        requests: ReplayableRequests[Any] | None,
+        watch: StreamWatch | None,
         failure: Failure | None = None,
     ) -> AsyncGenerator[ReplyT, None]:
         """The attempts of `call`; `failure`: how the attempt `unary` ran failed."""
@@ -537,7 +535,7 @@ class AttemptRunner:
             while True:
                 state, channel = self.pool.pick() or await self._resolve_and_pick()
                 attempt = call.new_attempt(state.name, transparent=transparent)
-                exchange = Exchange(attempt, state, channel, call.definition)
+                exchange = Exchange(attempt, state, channel, call.definition, watch)
                 chain = self.attempt_interceptors
                 if chain:  # the attempt runs, and records its outcome, inside the chain
                     replies = intercepted(attempt, chain, partial(self._attempt, exchange, body))
@@ -632,7 +630,7 @@ class AttemptRunner:
             self.pool.mark_up(state)
 
     async def _before_retry(
-        self, call: ClientCall, failure: Failure, requests: ReplayableRequests | None
+        self, call: ClientCall, failure: Failure, requests: ReplayableRequests[Any] | None
     ) -> bool:
         """Raise the failure's error, or return once the next attempt is due (True: a
         transparent retry)."""

@@ -76,6 +76,7 @@ __all__ = [
     "Outcome",
     "Proceed",
     "intercepted",
+    "wake",
 ]
 
 RequestT = TypeVar("RequestT")
@@ -353,11 +354,11 @@ class _Handoff(Generic[ItemT]):
             finally:
                 self._writer = None
         self._items.append(item)
-        _wake(self._reader)
+        wake(self._reader)
 
     def close(self, _task: object = None) -> None:
         self._closed = True
-        _wake(self._reader)
+        wake(self._reader)
 
     def __aiter__(self) -> _Handoff[ItemT]:
         return self
@@ -372,10 +373,11 @@ class _Handoff(Generic[ItemT]):
             finally:
                 self._reader = None
         item = self._items.popleft()
-        _wake(self._writer)
+        wake(self._writer)
         return item
 
 
-def _wake(waiter: asyncio.Future[None] | None) -> None:
+def wake(waiter: asyncio.Future[None] | None) -> None:
+    """Wake whoever waits on `waiter`, if anyone does."""
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
