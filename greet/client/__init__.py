@@ -22,6 +22,7 @@ The implementation modules are private, one concept each:
     _pool.py            EndpointPool: targets, name resolution, balancing, endpoint health
 """
 
+from greet.client._blocking import BlockingGreetClient
 from greet.client._calls import (
     AttemptInterceptor,
     CallInterceptor,
@@ -45,6 +46,7 @@ from greet.errors import RpcError
 
 __all__ = [
     "AttemptInterceptor",
+    "BlockingGreetClient",
     "CallInterceptor",
     "CallStream",
     "Channel",
