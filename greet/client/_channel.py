@@ -380,7 +380,10 @@ class CallStream(Stream[Any, Any]):
 
     async def send_message(self, message: Any, *, end: bool = False) -> None:
         if not self._send_request_done:
-            await self.send_request()
+            if self._cardinality.client_streaming:
+                await self.send_request()
+            else:
+                self._send_request_done = True  # all send_request does for a unary request
         if self._end_done:
             raise ProtocolError("Stream is ended")
         requests = self._requests
@@ -433,7 +436,9 @@ class CallStream(Stream[Any, Any]):
         kind = self._cardinality
         if kind is UNARY_UNARY:
             self._finished = True
-            request = self._unary_request()
+            request = self._request
+            if request is NOT_YET:
+                raise ProtocolError("Request was not sent yet")
             reply = await self.runner.unary(
                 self.method, request, self.metadata, self._deadline, self._watch
             )
