@@ -57,11 +57,9 @@ async def measure(kind: str, target: str, calls: int) -> float:
     if kind == "greet-client":
         async with GreetClient(target) as client:
             return await timed(client.say_hello, calls)
-    channel: Channel | TransportChannel
-    if kind == "stub-channel":
-        channel = Channel(target)
-    else:
-        channel = TransportChannel(host, int(port))
+    channel: Channel | TransportChannel = (
+        Channel(target) if kind == "stub-channel" else TransportChannel(host, int(port))
+    )
     stub = GreetServiceStub(channel)
     message = NoParam()
 
