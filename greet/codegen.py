@@ -85,7 +85,9 @@ def protoc(*arguments: str) -> None:
         raise CodegenError(f"protoc failed (exit status {result.returncode})")
 
 
-def package_dirs(out: Path, descriptor_set: FileDescriptorSet, generated: Sequence[str]) -> list[Path]:
+def package_dirs(
+    out: Path, descriptor_set: FileDescriptorSet, generated: Sequence[str]
+) -> list[Path]:
     """The folders under `out` of the proto packages of `generated` (the files protoc was given,
     not their imports) that betterproto wrote a package into."""
     packages = {file.package for file in descriptor_set.file if file.name in set(generated)}

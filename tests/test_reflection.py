@@ -162,7 +162,7 @@ async def test_unknown_symbol_is_not_found_and_the_stream_goes_on(server: GreetS
 
 
 async def test_grpcurl_like_client_describes_and_calls_every_method(server: GreetServer) -> None:
-    requests = {
+    requests: dict[str, list[dict[str, Any]]] = {
         "SayHello": [{}],
         "SayHelloServerStreaming": [{"names": ["Akhil", "Alice"]}],
         "SayHelloClientStreaming": [{"name": "Akhil"}, {"name": "Alice"}],

@@ -57,7 +57,6 @@ SECONDS = Number(0.0)
 """Zero or more seconds."""
 
 
-
 @dataclass(frozen=True)
 class ServiceSpec(Kind[str]):
     """`MODULE:ATTR`, a servicer to serve (greet.server.services); only its form is checked

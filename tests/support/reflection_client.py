@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["GRPCURL_LIKE_CLIENT", "describe_and_call"]
@@ -56,7 +57,7 @@ listed, the service's file name and each method's streaming flags and replies.""
 
 
 async def describe_and_call(
-    target: str, service: str, requests: dict[str, list[dict[str, Any]]]
+    target: str, service: str, requests: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> dict[str, Any]:
     """Run GRPCURL_LIKE_CLIENT against `target` and return what it printed."""
     process = await asyncio.create_subprocess_exec(
