@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import re
 import shlex
@@ -46,6 +47,7 @@ import greet.client
 from greet._settings import ConfigError
 from greet.errors import LimitExceeded, Violation, to_grpc_error
 from greet.server import GreetServer, ServerConfig, parse_config
+from greet.server.reflection import load_descriptor_set, with_reflection
 from greet.server.services import make_services, service_names
 from greet.service import GreetService
 from greet.transport import Channel as TransportChannel
@@ -386,6 +388,54 @@ async def test_health_answers_for_the_new_service_and_metrics_label_it(
     registry = inventory_server.metrics.registry
     labels = {"grpc_service": SERVICE, "grpc_method": "GetItem", "grpc_type": "unary"}
     assert registry.get_sample_value("grpc_server_started_total", labels) == 1
+
+
+async def test_greet_service_and_yours_on_one_server_each_described_and_checked(
+    project: Path,
+) -> None:
+    servicer = project_module("inventory_service").InventoryService()
+    server = GreetServer(ServerConfig(port=0), services=[GreetService(), servicer])
+    await server.start(sock=bound_socket())
+    try:
+        requests: dict[str, list[dict[str, Any]]] = {
+            "GetItem": [{"sku": "A-1"}],
+            "ListItems": [{"minQuantity": 100}],
+        }
+        out = await describe_and_call(server.target, SERVICE, requests)
+        assert {SERVICE, "greet_service.GreetService"} <= set(out["services"])
+        assert out["calls"]["GetItem"]["replies"] == [
+            {"sku": "A-1", "name": "bolts", "quantity": 120}
+        ]
+        channel = TransportChannel(*server.address)
+        try:
+            health = HealthStub(channel)
+            for name in ("", SERVICE, "greet_service.GreetService"):
+                reply = await health.Check(HealthCheckRequest(service=name), timeout=10)
+                assert reply.status == HealthCheckResponse.SERVING
+        finally:
+            channel.close()
+    finally:
+        await server.stop()
+
+
+class HandWritten:
+    """A grpclib servicer written by hand: no generated base class, so no descriptor set."""
+
+    def __mapping__(self) -> dict[str, Any]:
+        return {f"/{SERVICE}/GetItem": None}
+
+
+def test_a_service_without_a_descriptor_set_is_described_from_one_given(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="greet.server"):
+        with_reflection([HandWritten()])
+    assert f"reflection cannot describe {SERVICE}: no descriptor_set.binpb" in caplog.text
+    caplog.clear()
+    given = load_descriptor_set(project / "generated" / "inventory" / "v1" / "descriptor_set.binpb")
+    with caplog.at_level(logging.WARNING, logger="greet.server"):
+        with_reflection([HandWritten()], [given])
+    assert caplog.text == ""
 
 
 # --- codegen -------------------------------------------------------------------------------------
