@@ -11,10 +11,11 @@ per proto package (`package inventory.v1;` -> `OUT_DIR/inventory/v1/__init__.py`
 - marks each top-level generated package typed (PEP 561 `py.typed`).
 
 The tools that change the generated text are pinned: the `codegen` extra (`pip install
-'greet[codegen]'`) lists the same versions as the project's `codegen` dependency group. Each top
-level package generated replaces the one of the same name in OUT_DIR whole (so a removed message
-leaves nothing stale behind); nothing else in OUT_DIR is touched. `--check` writes nothing and
-exits 1, listing every file that differs, when OUT_DIR is not what PROTO_DIR generates.
+'greet[codegen]'`) lists the same versions as the project's `codegen` dependency group. OUT_DIR
+is codegen's alone: it is emptied and written anew, so that nothing stale stays behind (a
+working directory, a folder holding PROTO_DIR or a git repository is refused). `--check` writes
+nothing and exits 1, listing every file that differs, is missing or is extra, when OUT_DIR is not
+what PROTO_DIR generates.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from google.protobuf.descriptor_pb2 import FileDescriptorSet
 __all__ = [
     "DESCRIPTOR_SET_FILE",
     "CodegenError",
+    "codegen",
     "differences",
     "generate",
     "main",
@@ -96,9 +98,7 @@ def package_dirs(
 
 
 def generate(proto_dir: Path, out: Path) -> None:
-    """Generate into `out` from scratch (`out` is created or emptied)."""
-    if out.exists():
-        shutil.rmtree(out)
+    """Generate into `out`, a new folder."""
     out.mkdir(parents=True)
     protos = proto_files(proto_dir)
     protoc(
@@ -144,40 +144,33 @@ def differences(expected: Path, actual: Path) -> list[str]:
     return diffs
 
 
-def top_level(out: Path) -> list[str]:
-    return sorted(path.name for path in out.iterdir() if not path.name.startswith("__pycache__"))
+def owned_folder_problem(proto_dir: Path, out: Path) -> str | None:
+    """Why OUT_DIR cannot be codegen's own folder (it is emptied and rewritten); None if it can:
+    never the working directory or one above it, a folder holding PROTO_DIR, or a repository."""
+    here, target, protos = Path.cwd().resolve(), out.resolve(), proto_dir.resolve()
+    if target == here or target in here.parents:
+        return "it holds the working directory"
+    if target == protos or target in protos.parents:
+        return f"it holds {proto_dir}"
+    if (target / ".git").exists():
+        return "it is a git repository"
+    return None
 
 
 def codegen(proto_dir: Path, out: Path, *, check: bool = False) -> list[str]:
-    """Generate PROTO_DIR's packages into `out` (each top-level entry generated replaces its
-    namesake; the rest of `out` stays), or with `check` only list the differences."""
+    """Rewrite `out` from scratch with what `proto_dir` generates (so nothing stale stays), or
+    with `check` only list every file that differs, is missing or is extra."""
+    if (problem := owned_folder_problem(proto_dir, out)) is not None:
+        raise CodegenError(f"{out}: not a folder for generated code alone ({problem})")
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / "out"
         generate(proto_dir, fresh)
-        names = top_level(fresh)
         if check:
-            diffs: list[str] = []
-            for name in names:
-                if (fresh / name).is_dir():
-                    diffs += [
-                        f"{kind} {name}/{rest}"
-                        for kind, rest in (
-                            diff.split(" ", 1) for diff in differences(fresh / name, out / name)
-                        )
-                    ]
-                elif not (out / name).is_file() or not filecmp.cmp(
-                    fresh / name, out / name, shallow=False
-                ):
-                    diffs.append(f"differs: {name}")
-            return diffs
-        out.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            target = out / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-            shutil.move(os.fspath(fresh / name), os.fspath(target))
+            return differences(fresh, out)
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(os.fspath(fresh), os.fspath(out))
     return []
 
 
@@ -188,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         "descriptor set greet's server answers reflection from) for every .proto of PROTO_DIR.",
     )
     parser.add_argument("proto_dir", metavar="PROTO_DIR", type=Path, help="folder of .proto files")
-    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="where packages go")
+    parser.add_argument(
+        "out_dir", metavar="OUT_DIR", type=Path, help="the generated packages' own folder"
+    )
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if OUT_DIR is stale"
     )

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -448,7 +449,7 @@ def test_codegen_writes_a_typed_package_with_its_descriptor_set(project: Path) -
     assert "class InventoryServiceStub" in (package / "__init__.py").read_text()
 
 
-def test_codegen_check_finds_a_stale_folder_and_leaves_other_files(project: Path) -> None:
+def test_codegen_check_finds_a_stale_folder_and_codegen_rewrites_it_whole(project: Path) -> None:
     env = dict(os.environ)
     check = run(project, env, "-m", "greet.codegen", "proto", "generated", "--check")
     assert check.returncode == 0, check.stderr
@@ -456,15 +457,18 @@ def test_codegen_check_finds_a_stale_folder_and_leaves_other_files(project: Path
     (changed / "proto").mkdir(parents=True)
     proto = FILES["proto/inventory.proto"].replace("int32 quantity = 3;", "int32 quantity = 4;")
     (changed / "proto" / "inventory.proto").write_text(proto)
-    done = run(changed, env, "-m", "greet.codegen", "proto", str(project / "generated"), "--check")
+    shutil.copytree(project / "generated", changed / "generated")
+    (changed / "generated" / "inventory" / "v0.py").write_text("# left from an older proto")
+    done = run(changed, env, "-m", "greet.codegen", "proto", "generated", "--check")
     assert done.returncode == 1
     assert "differs: inventory/v1/__init__.py" in done.stderr
     assert "differs: inventory/v1/descriptor_set.binpb" in done.stderr
-    (changed / "generated").mkdir()
-    (changed / "generated" / "notes.txt").write_text("mine")
+    assert "extra: inventory/v0.py" in done.stderr
     done = run(changed, env, "-m", "greet.codegen", "proto", "generated")
     assert done.returncode == 0, done.stderr
-    assert (changed / "generated" / "notes.txt").read_text() == "mine"
+    assert not (changed / "generated" / "inventory" / "v0.py").exists()
+    done = run(changed, env, "-m", "greet.codegen", "proto", "generated", "--check")
+    assert done.returncode == 0, done.stderr
 
 
 def test_codegen_says_what_is_wrong_with_its_input(tmp_path: Path) -> None:
@@ -479,6 +483,11 @@ def test_codegen_says_what_is_wrong_with_its_input(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "broken.proto:2" in done.stderr
     assert "greet.codegen: protoc failed" in done.stderr
+    for out, problem in ((".", "it holds the working directory"), ("..", "it holds")):
+        done = run(tmp_path / "proto", env, "-m", "greet.codegen", ".", out)
+        assert done.returncode == 1
+        assert f"not a folder for generated code alone ({problem}" in done.stderr
+    assert (tmp_path / "proto" / "broken.proto").exists()
 
 
 def test_the_codegen_extra_pins_what_the_codegen_group_pins() -> None:
