@@ -17,6 +17,7 @@ reflection client that knows nothing but what reflection tells it.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib
 import logging
@@ -437,6 +438,41 @@ def test_a_service_without_a_descriptor_set_is_described_from_one_given(
     with caplog.at_level(logging.WARNING, logger="greet.server"):
         with_reflection([HandWritten()], [given])
     assert caplog.text == ""
+
+
+NAMING_GREET_SERVICE = ("greet/service.py", "greet/client/", "greet/examples/")
+"""The runtime code that may name greet_service: GreetService, its client face, examples."""
+
+
+def docstrings(tree: ast.AST) -> set[int]:
+    """The ids of the docstring nodes of a module, its classes and functions."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            found.add(id(body[0].value))
+    return found
+
+
+def test_the_runtime_names_greet_service_only_in_greet_service_and_its_client() -> None:
+    naming = []
+    for path in sorted((ROOT / "greet").rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        if name.startswith(NAMING_GREET_SERVICE):
+            continue
+        tree = ast.parse(path.read_text())
+        skip = docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Constant) and id(node) not in skip:
+                modules = [node.value] if isinstance(node.value, str) else []
+            else:
+                continue
+            naming += [f"{name}:{node.lineno}" for m in modules if "greet_service" in m]
+    assert naming == []
 
 
 # --- codegen -------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ class GreetServer:
         if services is not None and backend is not None:
             raise ValueError("backend= is GreetService's: give it with services=None only")
         self.services: tuple[IServable, ...] = (
-            tuple(services) if services is not None else (self._greet_service(backend),)
+            tuple(services) if services is not None else (self._default_service(backend),)
         )
         if not self.services:
             raise ValueError("services= is empty: nothing to serve")
@@ -112,7 +112,7 @@ class GreetServer:
             self.metrics.grpc.initialize(self.grpc_server.methods)
         self._address: tuple[str, int] | None = None
 
-    def _greet_service(self, backend: Greeter | None) -> GreetService:
+    def _default_service(self, backend: Greeter | None) -> GreetService:
         """GreetService on the greeting work (`backend`, by default the simulated one) behind a
         bounded cache unless --cache-size is 0 (`cache`; its counters feed metrics)."""
         config = self.config
