@@ -420,6 +420,29 @@ async def test_greet_service_and_yours_on_one_server_each_described_and_checked(
         await server.stop()
 
 
+async def test_tokens_guard_your_service_as_they_guard_greet_service(
+    project: Path, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret\n")
+    servicer = project_module("inventory_service").InventoryService()
+    server = GreetServer(ServerConfig(port=0, auth_token_file=tokens), services=[servicer])
+    await server.start(sock=bound_socket())
+    inventory = project_module("inventory.v1")
+    channel = TransportChannel(*server.address)
+    try:
+        stub = inventory.InventoryServiceStub(channel, timeout=10)
+        with pytest.raises(GRPCError) as refused:
+            await stub.get_item(inventory.GetItemRequest(sku="A-1"))
+        assert refused.value.status == Status.UNAUTHENTICATED
+        token = {"authorization": "Bearer s3cret"}
+        item = await stub.get_item(inventory.GetItemRequest(sku="A-1"), metadata=token)
+        assert item.quantity == 120
+    finally:
+        channel.close()
+        await server.stop()
+
+
 class HandWritten:
     """A grpclib servicer written by hand: no generated base class, so no descriptor set."""
 
