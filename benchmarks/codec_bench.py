@@ -151,7 +151,7 @@ def upb_cases() -> Cases:
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     files = descriptor_pb2.FileDescriptorSet.FromString(
-        (ROOT / "generated" / "greet_service" / "greet.binpb").read_bytes()
+        (ROOT / "generated" / "greet_service" / "descriptor_set.binpb").read_bytes()
     )
     pool = descriptor_pool.DescriptorPool()
     for file in files.file:

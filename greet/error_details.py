@@ -6,8 +6,10 @@ A request that breaks a limit is answered with its status and message and, in th
 - `google.rpc.BadRequest`: one field violation naming the field (`name`, `names[3]`, `names`;
   `requests` for a client's message stream), with the message as its description and the reason;
 - `google.rpc.ErrorInfo`: the reason (`NAME_TOO_LONG`, `TOO_MANY_NAMES`, `TOO_MANY_MESSAGES`),
-  the domain `greet_service.GreetService`, and metadata `limit`, `actual` and `flag` (the server
-  flag that sets the limit).
+  the domain, which is the full name of the service that refused the request
+  (`inventory.v1.InventoryService`; GreetService's is greet.service.ERROR_DOMAIN, as the reasons
+  are unique within a service), and metadata `limit`, `actual` and `flag` (the server flag that
+  sets the limit).
 
 This module builds the details; grpclib's ProtoStatusDetailsCodec packs them into the Status (the
 server uses it whenever googleapis-common-protos is installed, a dependency of greet). grpcio's
@@ -25,14 +27,12 @@ from google.rpc.error_details_pb2 import BadRequest, ErrorInfo
 if TYPE_CHECKING:
     from greet.errors import Violation
 
-__all__ = ["ERROR_DOMAIN", "status_details"]
-
-ERROR_DOMAIN = "greet_service.GreetService"
-"""`ErrorInfo.domain` of greet's errors: the service, as the reasons are unique within it."""
+__all__ = ["status_details"]
 
 
-def status_details(violation: Violation, message: str) -> tuple[Message, ...]:
-    """The details of the google.rpc.Status that reports `violation` (described by `message`)."""
+def status_details(violation: Violation, message: str, domain: str) -> tuple[Message, ...]:
+    """The details of the google.rpc.Status that reports `violation` (described by `message`)
+    for the service `domain` (its full name, `package.Service`)."""
     bad_request = BadRequest(
         field_violations=[
             BadRequest.FieldViolation(
@@ -42,7 +42,7 @@ def status_details(violation: Violation, message: str) -> tuple[Message, ...]:
     )
     error_info = ErrorInfo(
         reason=violation.reason,
-        domain=ERROR_DOMAIN,
+        domain=domain,
         metadata={
             "limit": str(violation.limit),
             "actual": str(violation.actual),

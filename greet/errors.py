@@ -153,8 +153,9 @@ def metadata_pairs(metadata: Trailers | None) -> tuple[tuple[str, MetadataValue]
     return tuple(metadata)
 
 
-def to_grpc_error(error: GreetError) -> GRPCError:
-    """The gRPC status a domain error is reported to the caller with.
+def to_grpc_error(error: GreetError, *, domain: str) -> GRPCError:
+    """The gRPC status a domain error is reported to the caller with, by the service `domain`
+    (its full name, `package.Service`: the ErrorInfo's domain).
 
     A Violation travels as rich error details (google.rpc.BadRequest and google.rpc.ErrorInfo),
     which grpclib's server sends as `grpc-status-details-bin`.
@@ -162,5 +163,5 @@ def to_grpc_error(error: GreetError) -> GRPCError:
     if error.violation is None:
         return GRPCError(error.status, error.message)
     return GRPCError(
-        error.status, error.message, list(status_details(error.violation, error.message))
+        error.status, error.message, list(status_details(error.violation, error.message, domain))
     )

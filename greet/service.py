@@ -30,7 +30,11 @@ from greet_service import (
     NoParam,
 )
 
-__all__ = ["GreetService"]
+__all__ = ["ERROR_DOMAIN", "GreetService"]
+
+ERROR_DOMAIN = "greet_service.GreetService"
+"""`ErrorInfo.domain` of GreetService's errors: the service's full name, as the reasons
+(greet.greeting) are unique within it."""
 
 
 @contextmanager
@@ -39,7 +43,7 @@ def reported_as_grpc_status() -> Iterator[None]:
     try:
         yield
     except GreetError as error:
-        raise to_grpc_error(error) from error
+        raise to_grpc_error(error, domain=ERROR_DOMAIN) from error
 
 
 class GreetService(GreetServiceBase):

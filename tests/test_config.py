@@ -38,6 +38,7 @@ OTHER_ENGINE = next(name for name in ENGINE_NAMES if name != default_engine_name
 
 VALUES: dict[str, tuple[str, str, object]] = {
     # flag: (text on the command line or in the variable, where it lands, the value)
+    "--service": ("greet.service:GreetService", "services", ("greet.service:GreetService",)),
     "--host": ("::1", "host", "::1"),
     "--port": ("9001", "port", 9001),
     "--workers": ("3", "workers", 3),
@@ -73,6 +74,7 @@ SWITCHES = {
 FILES = {"--tls-cert", "--tls-key", "--tls-client-ca", "--auth-token-file"}
 
 DEFAULTS: dict[str, object] = {
+    "services": (),
     "host": "127.0.0.1",
     "port": 8080,
     "workers": 1,

@@ -33,7 +33,7 @@ README = ROOT / "README.md"
 CONTRIBUTING = ROOT / "CONTRIBUTING.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [README, CONTRIBUTING, ROOT / "CHANGELOG.md", *DOCS]
-GUIDE = ROOT / "docs" / "guide-add-an-rpc.md"  # fragments of files, walked by test_guide.py
+GUIDE = ROOT / "docs" / "your-service.md"  # a project of its own, walked by test_your_service.py
 CHART = "benchmarks/chart.svg"
 """Drawn by benchmarks/chart.py from the recorded results; the README links it before it exists."""
 DEFAULT_TARGET = "127.0.0.1:8080"
@@ -44,6 +44,7 @@ PROGRAMS: dict[str, tuple[tuple[str, ...], ...]] = {
     "python -m greet.client": (("-m", "greet.client"), ("-m", "greet.client", "bench")),
     "greet-client": (("-m", "greet.client"), ("-m", "greet.client", "bench")),
     "python -m greet.examples.rate_limit": (("-m", "greet.examples.rate_limit"),),
+    "python -m greet.codegen": (("-m", "greet.codegen"),),
     "python benchmarks/compare.py": (("benchmarks/compare.py",),),
     "python benchmarks/profile.py": (("benchmarks/profile.py",),),
 }

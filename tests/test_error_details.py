@@ -29,11 +29,10 @@ from grpclib.exceptions import GRPCError
 from loopback import StartServer
 
 from greet.client import GreetClient
-from greet.error_details import ERROR_DOMAIN
 from greet.errors import RpcError
 from greet.greeting import NAME_TOO_LONG, TOO_MANY_MESSAGES, TOO_MANY_NAMES, Limits
 from greet.server import GreetServer
-from greet.service import GreetService
+from greet.service import ERROR_DOMAIN, GreetService
 from greet.transport import TransportConfig, TransportServer
 from greet.transport.testing import MemoryServer
 from greet_service import HelloRequest, HelloResponse, MessagesList, NamesList, NoParam

@@ -96,4 +96,4 @@ def test_the_wheel_installs_greet_and_greet_service_only(tmp_path: Path) -> None
     }
     assert top_level == {"greet", "greet_service"}
     assert "greet_service/py.typed" in names
-    assert "greet_service/greet.binpb" in names  # reflection's descriptor set
+    assert "greet_service/descriptor_set.binpb" in names  # reflection's descriptor set

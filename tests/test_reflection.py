@@ -10,8 +10,6 @@ process's google.protobuf pool refuses the second copy of a name.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +20,7 @@ from google.protobuf.descriptor_pb2 import FileDescriptorProto, MethodDescriptor
 from grpclib.const import Status
 from grpclib.reflection.v1 import reflection_pb2 as v1
 from grpclib.reflection.v1alpha import reflection_pb2 as v1alpha
+from reflection_client import describe_and_call
 
 from greet.server import GreetServer
 
@@ -162,66 +161,14 @@ async def test_unknown_symbol_is_not_found_and_the_stream_goes_on(server: GreetS
     assert responses[1].list_services_response.service
 
 
-# A grpcurl-like client: everything it knows comes from reflection (no generated code, no .proto).
-GRPCURL_LIKE_CLIENT = r"""
-import json
-import sys
-
-import grpc
-from google.protobuf import json_format
-from google.protobuf.descriptor_pool import DescriptorPool
-from google.protobuf.message_factory import GetMessageClass
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
-
-target, service_name, requests = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-with grpc.insecure_channel(target) as channel:
-    database = ProtoReflectionDescriptorDatabase(channel)
-    pool = DescriptorPool(database)
-    service = pool.FindServiceByName(service_name)
-    out = {"services": sorted(database.get_services()), "file": service.file.name, "calls": {}}
-    for method in service.methods:
-        request_class = GetMessageClass(method.input_type)
-        reply_class = GetMessageClass(method.output_type)
-        kind = {(False, False): channel.unary_unary, (False, True): channel.unary_stream,
-                (True, False): channel.stream_unary, (True, True): channel.stream_stream}[
-            (method.client_streaming, method.server_streaming)]
-        call = kind(f"/{service.full_name}/{method.name}",
-                    request_serializer=lambda message: message.SerializeToString(),
-                    response_deserializer=reply_class.FromString)
-        messages = [json_format.ParseDict(r, request_class()) for r in requests[method.name]]
-        argument = iter(messages) if method.client_streaming else messages[0]
-        replies = call(argument, timeout=10)
-        replies = list(replies) if method.server_streaming else [replies]
-        out["calls"][method.name] = {
-            "streaming": [method.client_streaming, method.server_streaming],
-            "replies": [json_format.MessageToDict(reply) for reply in replies],
-        }
-print(json.dumps(out))
-"""
-
-
 async def test_grpcurl_like_client_describes_and_calls_every_method(server: GreetServer) -> None:
-    requests = {
+    requests: dict[str, list[dict[str, Any]]] = {
         "SayHello": [{}],
         "SayHelloServerStreaming": [{"names": ["Akhil", "Alice"]}],
         "SayHelloClientStreaming": [{"name": "Akhil"}, {"name": "Alice"}],
         "SayHelloBidirectionalStreaming": [{"name": "Akhil"}, {"name": "Bob"}],
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        GRPCURL_LIKE_CLIENT,
-        server.target,
-        "greet_service.GreetService",
-        json.dumps(requests),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
-    out = json.loads(stdout)
+    out = await describe_and_call(server.target, "greet_service.GreetService", requests)
     assert "greet_service.GreetService" in out["services"]
     assert out["file"] == "greet.proto"
     assert out["calls"] == {

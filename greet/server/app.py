@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
+
+from google.protobuf.descriptor_pb2 import FileDescriptorSet
+from grpclib._typing import IServable
 
 from greet.addresses import format_address
 from greet.greeting import Greeter, WorkingGreeter
@@ -16,6 +19,7 @@ from greet.server.config import ServerConfig
 from greet.server.health import GreetHealth, ServingSwitch
 from greet.server.metrics import ServingMetrics, metrics_wanted
 from greet.server.reflection import with_reflection
+from greet.server.services import make_services, service_names
 from greet.service import GreetService
 from greet.telemetry import tracing_enabled
 from greet.tls import server_ssl_context
@@ -27,10 +31,17 @@ log = logging.getLogger("greet.server")
 
 
 class GreetServer:
-    """Builds the service from a ServerConfig and serves it on a socket.
+    """Serves gRPC services, configured by a ServerConfig, on a socket.
 
     Use as `async with GreetServer(config) as server:` (binds `config.host:config.port`), or call
     `start(sock=...)` with a socket that is already bound, as tests and worker processes do.
+
+    What it serves: `services`, servicers (instances of betterproto's generated `...Base`
+    classes, or any grpclib servicer); without them, those `config.services` names
+    (`--service MODULE:ATTR`, greet.server.services); without those, greet's GreetService, built
+    here on `backend` (default: the simulated greeter) and `--cache-size`'s cache. Beside them,
+    always: health (`""` and each service by name) and reflection of every service, from the
+    descriptor set codegen writes into each generated package, or from `descriptor_sets`.
 
     Every call runs through a chain of interceptors (greet.middleware): greet's own first -
     tracing (when OTEL_* turn it on), metrics and the access log outermost, so that refused
@@ -42,21 +53,27 @@ class GreetServer:
         self,
         config: ServerConfig,
         *,
+        services: Sequence[IServable] | None = None,
         backend: Greeter | None = None,
         interceptors: Sequence[Interceptor] = (),
+        descriptor_sets: Iterable[FileDescriptorSet] = (),
     ) -> None:
         self.config = config
-        # The greeting work (`backend`, by default the simulated one) behind a bounded cache
-        # unless --cache-size is 0; `cache` is None without one (its counters feed metrics).
-        greeter = backend if backend is not None else WorkingGreeter(work_delay=config.work_delay)
         self.cache: CachedGreeter | None = None
-        if config.cache_size > 0:
-            self.cache = CachedGreeter(greeter, size=config.cache_size, ttl=config.cache_ttl)
-            greeter = self.cache
-        self.service = GreetService(greeter=greeter, limits=config.limits)
+        if services is None and config.services:
+            services = make_services(config.services)
+        if services is not None and backend is not None:
+            raise ValueError("backend= is GreetService's: give it with services=None only")
+        self.services: tuple[IServable, ...] = (
+            tuple(services) if services is not None else (self._default_service(backend),)
+        )
+        if not self.services:
+            raise ValueError("services= is empty: nothing to serve")
+        if len(self.service_names) != len(set(self.service_names)):
+            raise ValueError(f"a service is given twice: {', '.join(sorted(self.service_names))}")
         self.serving = ServingSwitch()
-        self.health = GreetHealth([self.service], self.serving)
-        handlers = with_reflection([self.service, self.health])
+        self.health = GreetHealth(list(self.services), self.serving)
+        handlers = with_reflection([*self.services, self.health], descriptor_sets)
         # Observability: metrics with --metrics-port, or in a worker whose supervisor serves
         # them (multiprocess mode), and the access log with --access-log; without them no
         # interceptor runs for them. Security: TLS (None: plaintext), bearer tokens (None: none).
@@ -95,6 +112,16 @@ class GreetServer:
             self.metrics.grpc.initialize(self.grpc_server.methods)
         self._address: tuple[str, int] | None = None
 
+    def _default_service(self, backend: Greeter | None) -> GreetService:
+        """GreetService on the greeting work (`backend`, by default the simulated one) behind a
+        bounded cache unless --cache-size is 0 (`cache`; its counters feed metrics)."""
+        config = self.config
+        greeter = backend if backend is not None else WorkingGreeter(work_delay=config.work_delay)
+        if config.cache_size > 0:
+            self.cache = CachedGreeter(greeter, size=config.cache_size, ttl=config.cache_ttl)
+            greeter = self.cache
+        return GreetService(greeter=greeter, limits=config.limits)
+
     async def start(self, sock: socket.socket | None = None) -> None:
         """Listen on `sock` if given, else on the configured host and port."""
         if sock is not None:
@@ -106,6 +133,12 @@ class GreetServer:
             await self.metrics.start()
             if self.metrics.endpoint is not None:
                 log.info("metrics on %s", self.metrics.endpoint.url)
+
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        """The full name of every service served (`package.Service`), health and reflection
+        aside."""
+        return tuple(name for service in self.services for name in service_names(service))
 
     @property
     def drain(self) -> TransportServer:
@@ -125,7 +158,7 @@ class GreetServer:
         return format_address(*self.address)
 
     def set_serving(self, serving: bool) -> None:
-        """Report SERVING / NOT_SERVING on the health service, for "" and GreetService.
+        """Report SERVING / NOT_SERVING on the health service, for "" and every service.
 
         Health Watch calls get the change at once; a Watch ends after it has sent NOT_SERVING.
         """

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import greet
-from greet._setting_kinds import Choice, FilePath, Integer, Number, Switch, Text
+from greet._setting_kinds import Choice, FilePath, Integer, Kind, Many, Number, Switch, Text
 from greet._settings import (
     ConfigError,
     Declaration,
@@ -32,6 +32,7 @@ from greet._settings import (
     settings_of,
 )
 from greet.greeting import Limits
+from greet.server.services import check_service_spec, split_spec
 from greet.tls import TLSFileError, server_ssl_context
 from greet.transport.config import LIMITS, TransportConfig
 
@@ -55,6 +56,37 @@ PORT = Integer(0, 65535, metavar="PORT")
 SECONDS = Number(0.0)
 """Zero or more seconds."""
 
+
+@dataclass(frozen=True)
+class ServiceSpec(Kind[str]):
+    """`MODULE:ATTR`, a servicer to serve (greet.server.services); only its form is checked
+    here, `check_service_spec` imports it."""
+
+    def usage(self) -> str | None:
+        return "MODULE:ATTR"
+
+    def convert(self, text: str) -> str:
+        split_spec(text)
+        return text.strip()
+
+    def problem(self, value: object) -> str | None:
+        if not isinstance(value, str):
+            return f"must be MODULE:ATTR, not {value!r}"
+        try:
+            split_spec(value)
+        except ValueError as error:
+            return str(error)
+        return None
+
+
+@dataclass(frozen=True)
+class ServiceSpecs(Many[str]):
+    """`--service` given any number of times; its variable lists them, comma-separated."""
+
+    def convert(self, text: str) -> tuple[str, ...]:
+        return tuple(self.item.parse(part) for part in text.split(",") if part.strip())
+
+
 SERVING = "serving"
 SECURITY = "TLS and bearer tokens"
 BACKEND = "backend"
@@ -65,6 +97,15 @@ OBSERVABILITY = "metrics and logs"
 class ServerConfig:
     """Everything `python -m greet.server` can be told (see the module docstring)."""
 
+    services: tuple[str, ...] = setting(
+        (),
+        ServiceSpecs(ServiceSpec()),
+        "serve the servicer MODULE:ATTR names (a servicer class, or a function returning "
+        "servicers); repeat for more; GREET_SERVICE takes a comma-separated list",
+        flag="--service",
+        default_text="greet's GreetService",
+        section=SERVING,
+    )
     host: str = setting(DEFAULT_HOST, Text("HOST"), "address to listen on", section=SERVING)
     port: int = setting(DEFAULT_PORT, PORT, "port, 0 for any free one", section=SERVING)
     workers: int = setting(
@@ -158,8 +199,11 @@ TLS_FILE_FIELDS = {"cert": "tls_cert", "key": "tls_key", "client_ca": "tls_clien
 
 def check_files(config: ServerConfig) -> None:
     """ConfigError naming the flag and the file when a file setting cannot be read, the token
-    file is not UTF-8, or the TLS files do not make a certificate chain, its key and a CA bundle.
+    file is not UTF-8, or the TLS files do not make a certificate chain, its key and a CA bundle;
+    or naming `--service` when a module it names cannot be imported or lacks the name.
     """
+    for spec in config.services:
+        check_service_spec(spec)
     for item in SETTINGS:
         path = getattr(config, item.name) if len(item.path) == 1 else None
         if not isinstance(item.kind, FilePath) or path is None:
@@ -190,8 +234,9 @@ def build_parser() -> SettingsParser:
     parser = SettingsParser(
         prog=program_name(),
         usage="%(prog)s [options]",
-        description="Serve greet_service.GreetService over gRPC. Every flag also reads the "
-        "environment variable GREET_<FLAG> (--max-names: GREET_MAX_NAMES); the flag wins.",
+        description="Serve gRPC services: greet's GreetService, or your own (--service). "
+        "Every flag also reads the environment variable GREET_<FLAG> (--max-names: "
+        "GREET_MAX_NAMES); the flag wins.",
     )
     parser.add_argument("--version", action="version", version=f"greet-server {greet.__version__}")
     add_arguments(parser, SETTINGS)

@@ -1,4 +1,5 @@
-"""Health: `grpc.health.v1.Health` for "" (the whole server) and greet_service.GreetService.
+"""Health: `grpc.health.v1.Health` for "" (the whole server) and each service served, by its full
+name (`greet_service.GreetService`, `inventory.v1.InventoryService`).
 
 Built on grpclib's own `grpclib.health`: `Health` answers Check from the checks given per service,
 and `ServingSwitch` is the one check here: grpclib's `ServiceStatus` (a status the application
@@ -22,16 +23,12 @@ from grpclib.health.service import Health
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.server import Stream
 
+from greet.server.services import service_names
+
 __all__ = ["OVERALL_SERVICE", "GreetHealth", "ServingSwitch"]
 
 OVERALL_SERVICE = ""
 """The service name health clients ask about for the server as a whole."""
-
-
-def service_name(service: ICheckable) -> str:
-    """The service a servable serves: `pkg.Service` for methods `/pkg.Service/Method`."""
-    path = next(iter(service.__mapping__()))
-    return path.split("/")[1]
 
 
 class ServingSwitch(ServiceStatus):
@@ -47,12 +44,13 @@ class ServingSwitch(ServiceStatus):
 
 
 class GreetHealth(Health):
-    """grpclib's Health service, reporting `switch` for "" and each of `services`."""
+    """grpclib's Health service, reporting `switch` for "" and each service of `services`."""
 
     def __init__(self, services: list[ICheckable], switch: ServingSwitch) -> None:
         super().__init__({service: [switch] for service in services})
         self.switch = switch
-        self.service_names = frozenset([OVERALL_SERVICE, *map(service_name, services)])
+        served = (name for service in services for name in service_names(service))
+        self.service_names = frozenset([OVERALL_SERVICE, *served])
 
     async def Watch(self, stream: Stream[HealthCheckRequest, HealthCheckResponse]) -> None:
         """Send the current status, then every change; end after sending NOT_SERVING."""

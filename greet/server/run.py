@@ -7,8 +7,10 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
+
+from grpclib._typing import IServable
 
 import greet.server.logs
 from greet._codec import rust_codec_active
@@ -61,8 +63,13 @@ async def serve(
     *,
     sock: socket.socket | None = None,
     on_ready: Callable[[GreetServer], None] | None = None,
+    services: Sequence[IServable] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then shut down cleanly.
+
+    `services` are the servicers to serve (GreetServer's `services`): by default those
+    `config.services` names, else GreetService. From code:
+    `run_event_loop(serve(ServerConfig(port=50051), services=[InventoryService()]))`.
 
     Once serving, log the readiness line, or call `on_ready` instead (a supervised worker tells
     its supervisor, which logs the one readiness line for all workers).
@@ -71,7 +78,7 @@ async def serve(
     stop = asyncio.Event()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
-    server = GreetServer(config)
+    server = GreetServer(config, services=services)
     await server.start(sock=sock or dual_stack_socket(config.host, config.port))
     if server.token_file is not None:
         loop.add_signal_handler(signal.SIGHUP, server.reload_auth_tokens)
@@ -81,6 +88,7 @@ async def serve(
         log.warning("%s", warning)
     log.info("http2 engine: %s", describe_engine(server.grpc_server.transport_config.engine))
     log.info("%s", describe_runtime())
+    log.info("serving %s", ", ".join(server.service_names))
     if on_ready is None:
         log.info("greet server listening on %s", server.target)
     else:
