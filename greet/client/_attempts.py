@@ -154,7 +154,9 @@ def _mapped(error: BaseException, endpoint: str) -> Failure:
     if isinstance(error, GRPCError):
         return Failure(RpcError.from_grpc_error(error), error)
     if isinstance(error, asyncio.TimeoutError):  # before OSError: it is one on Python >= 3.11
-        return Failure(RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded"), error)
+        waiting = str(error)  # greet.transport's DeadlineExceeded says what the call waited for
+        text = f"deadline exceeded {waiting}" if waiting else "deadline exceeded"
+        return Failure(RpcError(Status.DEADLINE_EXCEEDED, text), error)
     if isinstance(error, StreamReset):
         # this stream only: the connection is fine
         status = RESET_STATUS.get(error.error_code, Status.INTERNAL)
@@ -317,7 +319,10 @@ class Exchange(Generic[RequestT, ReplyT]):
         self.method = method
 
     def open(self) -> ClientStream:
-        """The attempt's stream (`async with` it), with the call's deadline and its metadata."""
+        """The attempt's stream (`async with` it), with the call's deadline and its metadata;
+        TransientFailure at once if the endpoint's last connect failed."""
+        if self.endpoint.failure is not None:
+            raise self.endpoint.unreachable()
         method = self.method
         return self.channel.request(
             method.path,
@@ -482,6 +487,8 @@ class AttemptRunner:
             return await single(self.run(call, unary(request)))
         state, channel = self.pool.pick() or await self._resolve_and_pick()
         try:
+            if state.failure is not None:  # its last connect failed: fail at once
+                raise state.unreachable()
             async with channel.request(
                 method.path,
                 method.kind,
@@ -605,7 +612,8 @@ class AttemptRunner:
         """Record how an attempt failed; take its endpoint out if its connection failed."""
         failure = classify(error, state.name)
         if failure.connection_failed:
-            self.pool.mark_down(state, channel)
+            cause = failure.cause
+            self.pool.mark_down(state, channel, cause if isinstance(cause, OSError) else None)
         attempt.fail(failure)
         return failure
 
