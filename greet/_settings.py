@@ -390,7 +390,8 @@ class SettingsParser(argparse.ArgumentParser):
 
 
 def known_flags(parser: argparse.ArgumentParser) -> set[str]:
-    """Every flag of `parser` and of its commands' parsers, however deep."""
+    """Every flag of `parser` and of its commands' parsers, however deep (argparse's private
+    `_actions`: tests/test_upstream_contracts.py checks what is read of it)."""
     flags: set[str] = set()
     for action in parser._actions:
         flags.update(action.option_strings)
@@ -418,9 +419,9 @@ def unknown_flag(arguments: Sequence[str], flags: set[str]) -> str | None:
             if flag in flags:
                 continue
         message = f"unknown flag {flag}"
-        long_flags = sorted(known for known in flags if known.startswith("--"))
-        nearest = difflib.get_close_matches(flag, long_flags, n=1)
-        return f"{message} (did you mean {nearest[0]}?)" if nearest else message
+        names = sorted(known[2:] for known in flags if known.startswith("--"))
+        nearest = difflib.get_close_matches(flag.lstrip("-"), names, n=1, cutoff=0.7)
+        return f"{message} (did you mean --{nearest[0]}?)" if nearest else message
     return None
 
 

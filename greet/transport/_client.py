@@ -17,9 +17,10 @@ once a connection has gone.
 - a GOAWAY is "no new streams here": calls the server accepted (id <= last stream id) finish,
   calls above it fail with NotProcessed (safe to retry), and the connection closes once its last
   call is done, so a server's graceful drain loses no call in flight;
-- a connection that sends nothing within the handshake timeout, or closes before its SETTINGS,
-  fails the connect with HandshakeFailed, whose message names the likely cause (not HTTP/2, or
-  TLS expected);
+- a connect under way is shared by the calls that need it (`Channel.__connect__`); a connection
+  that sends nothing within the handshake timeout, or closes before its SETTINGS, fails the
+  connect with HandshakeFailed, whose message names the likely cause (not HTTP/2, TLS expected,
+  a client certificate required);
 - client keepalive (ClientKeepalive): pings after a quiet period, closes on a missing answer.
 """
 
