@@ -203,6 +203,20 @@ async def test_a_deadline_while_the_server_is_silent_says_the_reply_was_awaited(
         )
 
 
+async def test_a_deadline_while_the_server_allows_no_stream_says_so() -> None:
+    no_streams = settings({0x3: 0})  # SETTINGS_MAX_CONCURRENT_STREAMS = 0
+    async with (
+        SilentPeer(greeting=no_streams) as peer,
+        GreetClient(peer.target, timeout=0.5, retry=FIVE_ATTEMPTS) as client,
+    ):
+        with pytest.raises(RpcError) as raised:
+            await client.say_hello()
+    assert str(raised.value) == (
+        f"DEADLINE_EXCEEDED: deadline exceeded while waiting for a free stream to {peer.target} "
+        "(the server's MAX_CONCURRENT_STREAMS)"
+    )
+
+
 async def test_the_client_command_names_what_the_deadline_cut_short() -> None:
     async with SilentPeer() as peer:
         code, err = await run_client("--target", peer.target, "--timeout", "3", "unary")

@@ -30,8 +30,8 @@ Failures, by type (the one boundary where an attempt's exception becomes an RpcE
                             is fine
     NotProcessed            a GOAWAY left it out: UNAVAILABLE, not processed, connection gone
     StreamTerminatedError   the connection ended under it (ConnectionLost, ...): UNAVAILABLE
-    OSError                 no connection (refused, unreachable, HandshakeFailed, TLS):
-                            UNAVAILABLE
+    OSError                 no connection (refused, unreachable, HandshakeFailed, TLS, or
+                            TransientFailure: the endpoint's last connect failed): UNAVAILABLE
     RpcError                already one (greet's own checks, e.g. a unary call with no reply)
 
 Message texts are never read: the types (greet.transport) carry what is known, including
