@@ -80,11 +80,11 @@ async def test_deadline_is_one_line_and_exit_1(tmp_path: Path) -> None:
         )
     assert code == 1
     (line,) = err.strip().splitlines()
-    # what the call was waiting for when the deadline passed
-    assert line == (
-        "error: DEADLINE_EXCEEDED: deadline exceeded while waiting for the reply from "
-        + slow.target
-    )
+    # and it says what the call was waiting for when the deadline passed (on a loaded machine
+    # that may be the connection or the sending, rather than the reply)
+    assert line.startswith("error: DEADLINE_EXCEEDED: deadline exceeded "), line
+    causes = (f"the reply from {slow.target}", "(HTTP/2 handshake not complete)", "was sent")
+    assert line.endswith(causes), line
 
 
 @pytest.mark.parametrize(
