@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar, cast, overload
@@ -356,11 +359,70 @@ def usage_error_text(prog: str, message: str) -> str:
     return f"{prog}: error: {message}\nTry '{prog} --help' for more information.\n"
 
 
+NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+"""A negative number, which argparse takes as a value rather than a flag."""
+
+N = TypeVar("N")
+
+
 class SettingsParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are two lines: the error, then where help is."""
+    """An ArgumentParser whose usage errors are two lines: the error, then where help is; a flag
+    that neither it nor any of its commands knows is named as such (with the nearest known one),
+    before argparse takes the word after it for a command or a value."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, usage_error_text(self.prog, message))
+
+    @overload
+    def parse_args(
+        self, args: Iterable[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace: ...
+    @overload
+    def parse_args(self, args: Iterable[str] | None, namespace: N) -> N: ...
+    @overload
+    def parse_args(self, *, namespace: N) -> N: ...
+    def parse_args(self, args: Iterable[str] | None = None, namespace: Any = None) -> Any:
+        arguments = sys.argv[1:] if args is None else list(args)
+        unknown = unknown_flag(arguments, known_flags(self))
+        if unknown is not None:
+            self.error(unknown)
+        return super().parse_args(arguments, namespace)
+
+
+def known_flags(parser: argparse.ArgumentParser) -> set[str]:
+    """Every flag of `parser` and of its commands' parsers, however deep (argparse's private
+    `_actions`: tests/test_upstream_contracts.py checks what is read of it)."""
+    flags: set[str] = set()
+    for action in parser._actions:
+        flags.update(action.option_strings)
+        if isinstance(action.choices, Mapping):  # add_subparsers: command name -> parser
+            for command in action.choices.values():
+                if isinstance(command, argparse.ArgumentParser):
+                    flags |= known_flags(command)
+    return flags
+
+
+def unknown_flag(arguments: Sequence[str], flags: set[str]) -> str | None:
+    """ "unknown flag --x (did you mean --y?)" for the first argument that is a flag none of
+    `flags` is, or starts (argparse takes an unambiguous prefix); None if there is none."""
+    for argument in arguments:
+        if argument == "--":
+            return None
+        if not argument.startswith("-") or argument == "-" or NUMBER.match(argument):
+            continue
+        if argument.startswith("--"):
+            flag = argument.split("=", 1)[0]
+            if any(known.startswith(flag) for known in flags):
+                continue
+        else:
+            flag = argument[:2]  # a short flag may have its value attached: -m KEY=VALUE
+            if flag in flags:
+                continue
+        message = f"unknown flag {flag}"
+        names = sorted(known[2:] for known in flags if known.startswith("--"))
+        nearest = difflib.get_close_matches(flag.lstrip("-"), names, n=1, cutoff=0.7)
+        return f"{message} (did you mean --{nearest[0]}?)" if nearest else message
+    return None
 
 
 def argparse_type(kind: Kind[Any], dest: str) -> Callable[[str], Any]:

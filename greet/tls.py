@@ -8,6 +8,13 @@ gRPC runs over HTTP/2, which over TLS needs ALPN "h2" and TLS 1.2 or later with 
                                               by `client_ca` get past the handshake
     client_ssl_context(ca, cert, key)         for GreetClient(..., ssl=...) and `--tls-ca`
 
+`refused_client` says why a server ended a TLS connection right after its handshake, before
+HTTP/2 started, when that is its refusal of the client's certificate: the one it requires and
+did not get, or one it does not accept. Over TLS 1.3 the client finishes its handshake before the
+server checks the client's certificate, so the refusal arrives as an alert on the first read, or,
+from a server that does not send the alert (asyncio's, hence greet's own), as the connection
+closing.
+
 A file that cannot be used raises TLSFileError, which names the file, what it was for (`role`: the
 parameter that named it) and the problem, instead of OpenSSL's `[SSL] PEM lib (_ssl.c:3905)` or
 an `[Errno 2]` without a file name. An encrypted private key is refused rather than prompted for.
@@ -27,6 +34,7 @@ __all__ = [
     "TLSFileError",
     "client_ssl_context",
     "exposure_warning",
+    "refused_client",
     "server_ssl_context",
 ]
 
@@ -175,6 +183,30 @@ def client_ssl_context(
     if cert is not None:
         load_identity(context, cert, key)
     return configure_for_grpc(context)
+
+
+CERTIFICATE_NEEDED = "the server requires a client certificate (--tls-cert/--tls-key)"
+CERTIFICATE_REFUSED = "the server did not accept the client certificate"
+REFUSAL_ALERTS = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": CERTIFICATE_NEEDED,
+    "SSLV3_ALERT_BAD_CERTIFICATE": CERTIFICATE_REFUSED,
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": CERTIFICATE_REFUSED,
+    "TLSV1_ALERT_UNKNOWN_CA": f"{CERTIFICATE_REFUSED}: it does not trust the CA that issued it",
+    "TLSV1_ALERT_ACCESS_DENIED": f"{CERTIFICATE_REFUSED} (access denied)",
+}
+"""OpenSSL's reason for a TLS alert a server refusing a client's certificate sends -> what that
+means for the client."""
+
+
+def refused_client(error: BaseException | None) -> str | None:
+    """What the end of a TLS connection before HTTP/2 started says about the client's
+    certificate (`error`: how the connection ended, None for a plain close); None when it says
+    nothing about it."""
+    if isinstance(error, ssl.SSLError):
+        return REFUSAL_ALERTS.get(error.reason or "")
+    if error is None or isinstance(error, ConnectionResetError):  # closed without an alert
+        return f"{CERTIFICATE_NEEDED}, or did not accept the one sent"
+    return None
 
 
 def is_loopback(host: str) -> bool:

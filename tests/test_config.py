@@ -291,7 +291,8 @@ def test_usage_errors_are_one_line_and_a_help_hint(capsys: pytest.CaptureFixture
     assert usage_error(capsys, ["--port", "abc"]) == (
         "argument --port: must be a whole number, not 'abc'"
     )
-    assert usage_error(capsys, ["--bogus"]) == "unrecognized arguments: --bogus"
+    assert usage_error(capsys, ["--bogus"]) == "unknown flag --bogus"
+    assert usage_error(capsys, ["--prot", "5"]) == "unknown flag --prot (did you mean --port?)"
     assert usage_error(capsys, ["--log-format", "xml"]) == (
         "argument --log-format: must be one of text, json; not 'xml'"
     )

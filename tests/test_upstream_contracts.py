@@ -10,6 +10,7 @@ subclass silently falling back to upstream behaviour.
 # ruff: noqa: RUF009  (betterproto's *_field() calls declare dataclass fields, as in generated/)
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import inspect
@@ -33,6 +34,7 @@ from hpack import Encoder
 from hyperframe.frame import ContinuationFrame, GoAwayFrame, HeadersFrame, SettingsFrame
 
 from greet import _codec
+from greet._settings import known_flags
 from greet.service import GreetService
 from greet.transport import Channel, ClientStream, ServerCall, TransportServer
 from greet.transport._engine import EngineLimits
@@ -519,3 +521,23 @@ def test_betterproto_field_metadata_for_strict_decoding() -> None:
     assert _codec._rules_of(NamesList)[1].proto_type == "string"
     assert _codec._rules_of(NamesList)[1].repeated
     assert hasattr(meta, "cls_by_field")
+
+
+# -- argparse --------------------------------------------------------------------------------------
+
+
+def test_argparse_actions_list_every_flag_and_each_commands_parser() -> None:
+    """greet._settings.known_flags reads ArgumentParser._actions: every action, those of the
+    argument groups too, with its option strings; add_subparsers' action maps each command name
+    to its parser in `choices`."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--top")
+    parser.add_argument_group("a group").add_argument("-g", "--grouped")
+    commands = parser.add_subparsers()
+    command = commands.add_parser("run")
+    command.add_argument("--inner")
+    flags = [flag for action in parser._actions for flag in action.option_strings]
+    assert set(flags) == {"-h", "--help", "--top", "-g", "--grouped"}
+    (subparsers,) = [action for action in parser._actions if isinstance(action.choices, dict)]
+    assert subparsers.choices == {"run": command}
+    assert known_flags(parser) == {"-h", "--help", "--top", "-g", "--grouped", "--inner"}

@@ -30,8 +30,8 @@ Failures, by type (the one boundary where an attempt's exception becomes an RpcE
                             is fine
     NotProcessed            a GOAWAY left it out: UNAVAILABLE, not processed, connection gone
     StreamTerminatedError   the connection ended under it (ConnectionLost, ...): UNAVAILABLE
-    OSError                 no connection (refused, unreachable, HandshakeFailed, TLS):
-                            UNAVAILABLE
+    OSError                 no connection (refused, unreachable, HandshakeFailed, TLS, or
+                            TransientFailure: the endpoint's last connect failed): UNAVAILABLE
     RpcError                already one (greet's own checks, e.g. a unary call with no reply)
 
 Message texts are never read: the types (greet.transport) carry what is known, including
@@ -141,7 +141,9 @@ def _mapped(error: BaseException, endpoint: str) -> Failure:
     if isinstance(error, GRPCError):
         return Failure(RpcError.from_grpc_error(error), error)
     if isinstance(error, asyncio.TimeoutError):  # before OSError: it is one on Python >= 3.11
-        return Failure(RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded"), error)
+        waiting = str(error)  # greet.transport's DeadlineExceeded says what the call waited for
+        text = f"deadline exceeded {waiting}" if waiting else "deadline exceeded"
+        return Failure(RpcError(Status.DEADLINE_EXCEEDED, text), error)
     if isinstance(error, StreamReset):
         # this stream only: the connection is fine
         status = RESET_STATUS.get(error.error_code, Status.INTERNAL)
@@ -305,7 +307,10 @@ class Exchange(Generic[RequestT, ReplyT]):
         self.watch = watch
 
     def open(self) -> ClientStream:
-        """The attempt's stream (`async with` it), with the call's deadline and its metadata."""
+        """The attempt's stream (`async with` it), with the call's deadline and its metadata;
+        TransientFailure at once if the endpoint's last connect failed."""
+        if self.endpoint.failure is not None:
+            raise self.endpoint.unreachable()
         method = self.method
         stream = self.channel.request(
             method.path,
@@ -472,17 +477,19 @@ class AttemptRunner:
             call = self.new_call(method, metadata, deadline)
             return await single(self.run(call, unary(request), watch=watch))
         state, channel = self.pool.pick() or await self._resolve_and_pick()
-        stream = channel.request(
-            method.path,
-            method.kind,
-            method.request_type,
-            method.reply_type,
-            deadline=deadline,
-            metadata=metadata,
-        )
-        if watch is not None:
-            watch(stream)
         try:
+            if state.failure is not None:  # its last connect failed: fail at once
+                raise state.unreachable()
+            stream = channel.request(
+                method.path,
+                method.kind,
+                method.request_type,
+                method.reply_type,
+                deadline=deadline,
+                metadata=metadata,
+            )
+            if watch is not None:
+                watch(stream)
             async with stream:
                 await stream.send_message(request, end=True)
                 reply: ReplyT | None = await stream.recv_message()
@@ -603,7 +610,8 @@ class AttemptRunner:
         """Record how an attempt failed; take its endpoint out if its connection failed."""
         failure = classify(error, state.name)
         if failure.connection_failed:
-            self.pool.mark_down(state, channel)
+            cause = failure.cause
+            self.pool.mark_down(state, channel, cause if isinstance(cause, OSError) else None)
         attempt.fail(failure)
         return failure
 

@@ -14,6 +14,12 @@ disappear are dropped).
   probe reconnects with exponential backoff and jitter and puts it back when a connection opens.
 - Backup targets are used only while every primary endpoint is down. When everything is down,
   calls still go to the endpoints in turn, so they fail with the real error (or find one back).
+- Connecting is grpc-go's: the calls that need a connection while one is being opened wait for
+  that one (greet.transport's Channel shares it), and an endpoint whose connect failed is in
+  TRANSIENT_FAILURE until a probe connects: attempts on it fail at once with that connect's error
+  (`EndpointState.failure`, raised as TransientFailure) instead of each opening a connection of
+  its own. So a target that accepts TCP and never speaks HTTP/2 fails a call after one handshake
+  timeout, however many attempts its retry policy allows.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ __all__ = [
     "PoolOptions",
     "Resolve",
     "Target",
+    "TransientFailure",
     "parse_target",
     "parse_target_spec",
     "parse_targets",
@@ -154,10 +161,26 @@ class PoolOptions:
             raise ValueError("connect_timeout and resolve_interval must be positive")
 
 
-class EndpointState:
-    """One endpoint in the pool: its connections and whether it is taken out (`down`)."""
+class TransientFailure(OSError):
+    """An attempt on an endpoint whose last connect failed, while it waits to reconnect: it fails
+    at once, with that connect's error as its message (grpc-go's TRANSIENT_FAILURE)."""
 
-    __slots__ = ("channels", "down", "endpoint", "name", "next_channel", "only", "probe", "tier")
+
+class EndpointState:
+    """One endpoint in the pool: its connections, whether it is taken out (`down`) and, if its
+    last connect failed, how (`failure`)."""
+
+    __slots__ = (
+        "channels",
+        "down",
+        "endpoint",
+        "failure",
+        "name",
+        "next_channel",
+        "only",
+        "probe",
+        "tier",
+    )
 
     def __init__(self, endpoint: Endpoint, tier: int, channels: list[Channel]) -> None:
         self.endpoint = endpoint
@@ -168,7 +191,14 @@ class EndpointState:
         """The one connection of an endpoint that has one (the default), else None."""
         self.next_channel = 0
         self.down = False
+        self.failure: OSError | None = None
+        """Why the last connect failed, while the endpoint is down (attempts on it then fail at
+        once: `unreachable`); None when it is up or its connects have not failed."""
         self.probe: asyncio.Task[None] | None = None
+
+    def unreachable(self) -> TransientFailure:
+        """The error of an attempt on this endpoint while its `failure` stands."""
+        return TransientFailure(str(self.failure))
 
     def channel(self) -> Channel:
         """The next connection, round-robin."""
@@ -254,11 +284,18 @@ class EndpointPool:
 
     # -- health ------------------------------------------------------------------------------
 
-    def mark_down(self, state: EndpointState, channel: Channel) -> None:
-        """A connection of `state` failed: take the endpoint out and start probing it."""
-        if state.down or self._closed or channel not in state.channels:
+    def mark_down(
+        self, state: EndpointState, channel: Channel, connect_error: OSError | None = None
+    ) -> None:
+        """A connection of `state` failed (`connect_error`: it could not be opened): take the
+        endpoint out and start probing it."""
+        if self._closed or channel not in state.channels:
             return
         if self._states.get((state.endpoint, state.tier)) is not state:
+            return
+        if connect_error is not None and state.failure is None:
+            state.failure = connect_error
+        if state.down:
             return
         log.info("endpoint %s is down, probing it", state.name)
         state.down = True
@@ -273,6 +310,7 @@ class EndpointPool:
             return
         log.info("endpoint %s is back", state.name)
         state.down = False
+        state.failure = None
         probe, state.probe = state.probe, None
         if probe is not None and probe is not asyncio.current_task():
             probe.cancel()
@@ -287,7 +325,11 @@ class EndpointPool:
             channel = state.channels[0]
             try:
                 await asyncio.wait_for(channel.__connect__(), options.connect_timeout)
-            except (OSError, asyncio.TimeoutError):
+            except asyncio.TimeoutError:  # still connecting: the connect goes on, shared
+                delay = min(delay * options.reconnect_multiplier, options.reconnect_max_backoff)
+                continue
+            except OSError as error:
+                state.failure = error
                 delay = min(delay * options.reconnect_multiplier, options.reconnect_max_backoff)
                 continue
             self.mark_up(state)

@@ -2,8 +2,9 @@
 
 With no command it runs all four call kinds with the names Akhil, Alice and Bob, as the original
 Go client did. A failed call prints one line (`error: STATUS: details`) and exits with status 1;
-a usage error prints one line and a `--help` hint and exits with status 2; Ctrl-C exits with
-status 130 and no traceback. The connection flags (`--target`, `--timeout`, TLS, tokens,
+a usage error (an unknown flag among them) prints one line and a `--help` hint and exits with
+status 2; Ctrl-C ends the call at once, whatever it waits for, and exits with status 130 and one
+line (`interrupted ...`), no traceback. The connection flags (`--target`, `--timeout`, TLS, tokens,
 metadata, retries, pool) go before or after the command. `--target` takes several
 comma-separated targets (`h1:p1,h2:p2`, `dns:///name:port`) and `--backup` targets used only
 while every target is down; `--tls-ca` turns on TLS (`--tls-cert`/`--tls-key` for mutual TLS),
@@ -53,6 +54,7 @@ __all__ = [
 
 DEFAULT_NAMES = ("Akhil", "Alice", "Bob")
 INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
+INTERRUPTED_TEXT = "interrupted (Ctrl-C): the call was cancelled"
 
 Command = Callable[[GreetClient, argparse.Namespace, TextIO], Coroutine[Any, Any, int]]
 
@@ -171,7 +173,10 @@ async def run(setup: ClientSetup, args: argparse.Namespace, out: TextIO) -> int:
     async with setup.client() as client:
         if command is run_bench_command:  # Ctrl-C stops the run, which then reports
             return await command(client, args, out)
-        return await until_interrupted(command(client, args, out))
+        status = await until_interrupted(command(client, args, out))
+        if status == INTERRUPTED:
+            print(INTERRUPTED_TEXT, file=sys.stderr)
+        return status
 
 
 async def until_interrupted(command: Coroutine[Any, Any, int]) -> int:
@@ -219,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_main(argv)
     except KeyboardInterrupt:
+        print(INTERRUPTED_TEXT, file=sys.stderr)
         return INTERRUPTED
 
 

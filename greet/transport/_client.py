@@ -17,9 +17,10 @@ once a connection has gone.
 - a GOAWAY is "no new streams here": calls the server accepted (id <= last stream id) finish,
   calls above it fail with NotProcessed (safe to retry), and the connection closes once its last
   call is done, so a server's graceful drain loses no call in flight;
-- a connection that sends nothing within the handshake timeout, or closes before its SETTINGS,
-  fails the connect with HandshakeFailed, whose message names the likely cause (not HTTP/2, or
-  TLS expected);
+- a connect under way is shared by the calls that need it (`Channel.__connect__`); a connection
+  that sends nothing within the handshake timeout, or closes before its SETTINGS, fails the
+  connect with HandshakeFailed, whose message names the likely cause (not HTTP/2, TLS expected,
+  a client certificate required);
 - client keepalive (ClientKeepalive): pings after a quiet period, closes on a missing answer.
 """
 
@@ -41,6 +42,7 @@ from multidict import MultiDict
 
 from greet._codec import StrictProtoCodec
 from greet.addresses import format_address
+from greet.tls import refused_client
 from greet.transport._client_stream import (
     ClientStream,
     ConnectionLost,
@@ -132,13 +134,14 @@ class ClientConnection(Connection):
 
     def lost(self, exc: BaseException | None) -> None:
         if not self._ready.done():
-            reason = f": {exc}" if exc else ""
-            hint = "" if self.tls else "; if the server serves TLS, connect with TLS (--tls-ca)"
-            self._ready.set_exception(
-                HandshakeFailed(
-                    f"{self.target} closed the connection before HTTP/2 started{reason}{hint}"
-                )
-            )
+            refused = refused_client(exc) if self.tls else None  # its TLS handshake is done
+            if refused is not None:
+                message = f"{self.target} closed the connection after the TLS handshake: {refused}"
+            else:
+                reason = f": {exc}" if exc else ""
+                hint = "" if self.tls else "; if the server serves TLS, connect with TLS (--tls-ca)"
+                message = f"{self.target} closed the connection before HTTP/2 started{reason}{hint}"
+            self._ready.set_exception(HandshakeFailed(message))
             self._ready.exception()  # retrieved: whoever awaits it gets it too
         self._end_streams(f"connection lost{': ' + str(exc) if exc else ''}")
 
@@ -361,7 +364,8 @@ class Channel(GrpclibChannel):
         self.status_details_codec: StatusDetailsCodecBase | None = status_details_codec
         self.listening = Listening(self.__dispatch__)
         self.connection: ClientConnection | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._connecting: asyncio.Task[ClientConnection] | None = None
+        self._handshaking = False
 
     def __repr__(self) -> str:
         return f"Channel({self.host!r}, {self.port!r}, engine={self.transport_config.engine!r})"
@@ -371,27 +375,62 @@ class Channel(GrpclibChannel):
         return format_address(self.host, self.port)
 
     async def __connect__(self) -> ClientConnection:  # type: ignore[override]
-        """The open connection, or a new one (with its HTTP/2 handshake done)."""
+        """The open connection, or a new one (with its HTTP/2 handshake done).
+
+        A connect under way is shared: every call that needs the connection meanwhile waits for
+        the same one and gets its outcome, as grpc-go's subchannel does, instead of opening one
+        connection (and waiting one handshake timeout) after another. A caller that gives up
+        (its deadline, a cancellation) leaves the connect running for the others."""
         connection = self.connection
         if connection is not None and connection.usable:
             return connection
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            connection = self.connection
-            if connection is not None and connection.usable:
-                return connection
+        pending = self._connecting
+        if pending is None:
+            pending = self._connecting = asyncio.ensure_future(self._open())
+            pending.add_done_callback(self._opened)
+        await asyncio.wait((pending,))
+        if pending.cancelled():
+            raise ConnectionAbortedError(f"{self.target}: the channel closed while connecting")
+        return pending.result()
+
+    @property
+    def connect_stage(self) -> str:
+        """What a connect under way waits for (a deadline error names it)."""
+        if self._handshaking:
+            return "HTTP/2 handshake not complete"
+        return "TLS connection not established" if self.tls else "TCP connection not established"
+
+    async def _open(self) -> ClientConnection:
+        timeout = self.transport_config.handshake_timeout
+        try:
             protocol = await within(
                 self.connector(
                     lambda: ClientConnection(
                         self.transport_config, tls=self.tls is not None, target=self.target
                     )
                 ),
-                self.transport_config.handshake_timeout,
+                timeout,
             )
+        except asyncio.TimeoutError:  # not the call's deadline: a connection that never opened
+            raise HandshakeFailed(
+                f"{self.target}: no connection within {timeout:g}s ({self.connect_stage})"
+            ) from None
+        self._handshaking = True
+        try:
             await protocol.handshake()
-            self.connection = protocol
-            return protocol
+        except BaseException:
+            protocol.close("the connect failed")
+            raise
+        finally:
+            self._handshaking = False
+        self.connection = protocol
+        return protocol
+
+    def _opened(self, pending: asyncio.Task[ClientConnection]) -> None:
+        if self._connecting is pending:
+            self._connecting = None
+        if not pending.cancelled():
+            pending.exception()  # retrieved: each waiter raises it for itself
 
     async def open_socket(self, factory: Callable[[], ClientConnection]) -> ClientConnection:
         """The default Connector: a TCP connection (TLS with `ssl`) to `host:port`."""
@@ -432,7 +471,11 @@ class Channel(GrpclibChannel):
         )
 
     def close(self) -> None:
-        """Close the connection (calls on it fail with ConnectionLost)."""
+        """Close the connection (calls on it fail with ConnectionLost) and stop a connect under
+        way."""
+        pending, self._connecting = self._connecting, None
+        if pending is not None:
+            pending.cancel()
         connection, self.connection = self.connection, None
         if connection is not None:
             connection.close()

@@ -20,7 +20,9 @@ before; `greet.client` maps them to `greet.errors.RpcError` at its one boundary:
 
 `processed` says whether the server may have seen the request (False: safe to retry anything).
 `HandshakeFailed` (an OSError) is raised when connecting: no HTTP/2 settings from the peer in
-time, or the connection closed before them.
+time, or the connection closed before them. `DeadlineExceeded` (an asyncio.TimeoutError) is the
+call's deadline passing; its message says what the call was waiting for ("while connecting to
+10.0.0.1:8080 (HTTP/2 handshake not complete)", "while waiting for the reply from ...").
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ __all__ = [
     "ClientStream",
     "ConnectionEnded",
     "ConnectionLost",
+    "DeadlineExceeded",
     "HandshakeFailed",
     "NotProcessed",
     "StreamRefused",
@@ -103,6 +106,10 @@ class NotProcessed(ConnectionEnded):
 
 class HandshakeFailed(OSError):
     """The connection opened but HTTP/2 did not start (see the message for the likely cause)."""
+
+
+class DeadlineExceeded(asyncio.TimeoutError):
+    """The call's deadline passed; the message says what it was waiting for."""
 
 
 # -- the call ---------------------------------------------------------------------------------
@@ -232,7 +239,8 @@ class ClientStream(Stream[Any, Any]):
     def _deadline_expired(self) -> None:
         self._deadline_timer = None
         if self.failure is None:
-            self.failure = asyncio.TimeoutError()
+            waiting = "waiting for" if self.response_headers is None else "reading"
+            self.failure = DeadlineExceeded(f"while {waiting} the reply from {self.channel.target}")
         self._cancel_stream()
         self._wake()
 
@@ -316,16 +324,27 @@ class ClientStream(Stream[Any, Any]):
         if connection is not None and connection.has_room():
             return connection  # the usual case: nothing to wait for, no timer to set
         deadline = self._deadline
-        connect = self.channel.__connect__()
+        channel = self.channel
+        connect = channel.__connect__()
         if deadline is None:
             connection = await connect
         else:
-            connection = await within(connect, max(0.0, deadline.time_remaining()))
+            try:
+                connection = await within(connect, max(0.0, deadline.time_remaining()))
+            except asyncio.TimeoutError:
+                stage = channel.connect_stage
+                raise DeadlineExceeded(f"while connecting to {channel.target} ({stage})") from None
         while True:
             if deadline is None:
                 await connection.stream_slot()
             else:
-                await within(connection.stream_slot(), max(0.0, deadline.time_remaining()))
+                try:
+                    await within(connection.stream_slot(), max(0.0, deadline.time_remaining()))
+                except asyncio.TimeoutError:
+                    raise DeadlineExceeded(
+                        f"while waiting for a free stream to {channel.target} (the server's "
+                        "MAX_CONCURRENT_STREAMS)"
+                    ) from None
             if connection.usable:
                 return connection
             connection = await self.channel.__connect__()  # it went away: a new one

@@ -435,7 +435,7 @@ def request_headers(
     if deadline is not None:
         timeout = deadline.time_remaining()
         if timeout <= 0:
-            raise asyncio.TimeoutError()
+            raise asyncio.TimeoutError("before the call was sent")
         headers.append((b"grpc-timeout", encode_timeout(timeout).encode()))
     headers += [
         (b"te", b"trailers"),
