@@ -139,7 +139,16 @@ def classify(error: BaseException, endpoint: str) -> Failure:
 
 def _mapped(error: BaseException, endpoint: str) -> Failure:
     if isinstance(error, GRPCError):
-        return Failure(RpcError.from_grpc_error(error), error)
+        rpc_error = RpcError.from_grpc_error(error)
+        if error.status is Status.DEADLINE_EXCEEDED:  # the server's own timer: say whose it was
+            said = f" ({error.message})" if error.message else ""
+            rpc_error = RpcError(
+                Status.DEADLINE_EXCEEDED,
+                f"deadline exceeded while {endpoint} worked on the call{said}",
+                details=rpc_error.details,
+                trailers=rpc_error.trailers,
+            )
+        return Failure(rpc_error, error)
     if isinstance(error, asyncio.TimeoutError):  # before OSError: it is one on Python >= 3.11
         waiting = str(error)  # greet.transport's DeadlineExceeded says what the call waited for
         text = f"deadline exceeded {waiting}" if waiting else "deadline exceeded"
