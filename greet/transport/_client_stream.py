@@ -44,7 +44,6 @@ from greet.transport._wire import (
     empty_metadata,
     metadata_headers,
     plain_ok,
-    request_headers,
     text_headers,
     usual_reply_headers,
 )
@@ -145,7 +144,7 @@ class ClientStream(Stream[Any, Any]):
         self.stream_id = 0
         config = channel.transport_config
         self.framer = MessageFramer(config.max_receive_message_bytes, side="reply")
-        self.encoding = None if config.compression in (None, "identity") else config.compression
+        self.encoding = channel.send_encoding
         self.compression_threshold = config.compression_threshold
         self.reply_encoding: str | None = None  # the server's grpc-encoding
         self.response_headers: Headers | None = None
@@ -241,11 +240,16 @@ class ClientStream(Stream[Any, Any]):
         if connection is not None and self.stream_id:
             connection.cancel(self.stream_id)
 
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The connection's loop (asyncio.get_running_loop() asks the OS for the process id)."""
+        connection = self.connection
+        return asyncio.get_running_loop() if connection is None else connection.loop
+
     async def _wait(self) -> None:
         """Until the connection tells the stream something; raises how the stream failed."""
         if self.failure is not None:
             raise self.failure
-        waiter = self._recv_waiter = asyncio.get_running_loop().create_future()
+        waiter = self._recv_waiter = self._loop().create_future()
         try:
             await waiter
         finally:
@@ -254,7 +258,7 @@ class ClientStream(Stream[Any, Any]):
     async def _wait_writable(self) -> None:
         if self.failure is not None:
             raise self.failure
-        waiter = self._send_waiter = asyncio.get_running_loop().create_future()
+        waiter = self._send_waiter = self._loop().create_future()
         try:
             await waiter
         finally:
@@ -285,11 +289,10 @@ class ClientStream(Stream[Any, Any]):
             raise ProtocolError(
                 "Unary request requires a message to be sent before ending outgoing stream"
             )
-        connection = await self._connect()
-        channel = self.channel
-        headers = request_headers(
-            channel.scheme, channel.authority, self._method_name, self._deadline, self.encoding
-        )
+        connection = self.channel.connection
+        if connection is None or not connection.has_room():
+            connection = await self._connect()
+        headers: Headers = self.channel.request_heads(self._method_name, self._deadline)
         metadata = self._metadata
         if "send_request" in self._listening:
             (metadata,) = await self._dispatch.send_request(
@@ -299,7 +302,7 @@ class ClientStream(Stream[Any, Any]):
                 content_type=CONTENT_TYPE,
             )
         if metadata:
-            headers += metadata_headers(metadata)
+            headers = [*headers, *metadata_headers(metadata)]
         if self.failure is not None:
             raise self.failure
         if not connection.usable:
@@ -312,9 +315,8 @@ class ClientStream(Stream[Any, Any]):
             self._end_done = True
 
     async def _connect(self) -> ClientConnection:
-        connection = self.channel.connection
-        if connection is not None and connection.has_room():
-            return connection  # the usual case: nothing to wait for, no timer to set
+        """A connection with room for the call (send_request tries the open one first: the usual
+        case, with nothing to wait for and no timer to set)."""
         deadline = self._deadline
         connect = self.channel.__connect__()
         if deadline is None:
