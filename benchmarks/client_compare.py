@@ -25,6 +25,12 @@ One client run by hand (what the harness starts; prints one JSON object):
     taskset -c 0 python benchmarks/client_compare.py drive CLIENT WORKLOAD HOST:PORT \\
         --duration 3 --warmup 1
 
+Function calls per unary call of one client, by module (or `--functions`: by function), after
+warm-up, under `sys.setprofile` (Python and built-in calls): a noise-free proxy for per-call work,
+whatever the load on the machine; grpcio's C core is not seen by it.
+
+    python benchmarks/client_compare.py count CLIENT HOST:PORT [--functions] [--top N]
+
 Benchmark-only (grpcio, grpcio-tools: the `bench` dependency group). Figures are recorded in
 benchmarks/RESULTS.md ("Client"); tests/test_benchmarks_smoke.py runs a tiny configuration.
 """
@@ -212,7 +218,7 @@ def make_client(kind: str, target: str, engine: str, tmp: Path) -> Client:
         host, _, port = target.rpartition(":")
         return StubClient(Channel(host, int(port), config=ChannelConfig(engine=engine)))
     if kind == "stub-client":
-        from greet.client import Channel as ClientChannel  # type: ignore[attr-defined]
+        from greet.client import Channel as ClientChannel
         from greet.transport import ChannelConfig
 
         return StubClient(ClientChannel(target, transport=ChannelConfig(engine=engine)))
@@ -270,34 +276,34 @@ async def drive_main(args: argparse.Namespace) -> dict[str, Any]:
             await client.close()
 
 
-async def count_calls(client: Client, calls: int) -> dict[str, Any]:
+async def count_calls(client: Client, calls: int, functions: bool) -> dict[str, Any]:
     """Function calls ("call" and "c_call" events of `sys.setprofile`) per unary call, over
-    `calls` sequential calls after warm-up, by the package of the function called."""
-    by_package: dict[str, int] = {}
-    packages: dict[str, str] = {}
+    `calls` sequential calls after warm-up: by module (a package outside greet, a stdlib module,
+    "C" for built-in functions), or with `functions` by function."""
+    counts: dict[tuple[str, str], int] = {}
+    modules: dict[str, str] = {}
 
-    def package_of(filename: str) -> str:
-        for marker in ("/site-packages/", "/lib/python3"):
-            if marker in filename:
-                rest = filename.split(marker, 1)[1].lstrip("/")
-                if marker == "/lib/python3":
-                    rest = "stdlib:" + rest.split("/", 1)[-1].split("/")[0]
-                return rest.split("/")[0].removesuffix(".py")
+    def module_of(filename: str) -> str:
         if "/greet/" in filename:
             return "greet/" + filename.rsplit("/greet/", 1)[1]
+        if "/site-packages/" in filename:
+            return filename.split("/site-packages/", 1)[1].split("/")[0].removesuffix(".py")
+        if "/lib/python3" in filename:
+            return "stdlib " + filename.split("/lib/python3", 1)[1].split("/")[1]
         return filename.rsplit("/", 1)[-1]
 
     def profile(frame: Any, event: str, arg: Any) -> None:
         if event == "call":
-            filename = frame.f_code.co_filename
-            name = packages.get(filename)
-            if name is None:
-                name = packages[filename] = package_of(filename)
+            code = frame.f_code
+            module = modules.get(code.co_filename)
+            if module is None:
+                module = modules[code.co_filename] = module_of(code.co_filename)
+            key = (module, code.co_qualname)
         elif event == "c_call":
-            name = f"C: {getattr(arg, '__qualname__', '?')}"
+            key = ("C", getattr(arg, "__qualname__", "?"))
         else:
             return
-        by_package[name] = by_package.get(name, 0) + 1
+        counts[key] = counts.get(key, 0) + 1
 
     for _ in range(100):
         await client.unary()
@@ -307,7 +313,10 @@ async def count_calls(client: Client, calls: int) -> dict[str, Any]:
             await client.unary()
     finally:
         sys.setprofile(None)
-    shares = {name: count / calls for name, count in by_package.items()}
+    shares: dict[str, float] = {}
+    for (module, function), count in counts.items():
+        name = f"{module}: {function}" if functions else module
+        shares[name] = shares.get(name, 0.0) + count / calls
     return {
         "calls_per_call": sum(shares.values()),
         "by": dict(sorted(shares.items(), key=lambda item: -item[1])),
@@ -318,7 +327,7 @@ async def count_main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="greet-client-compare-") as tmp:
         client = make_client(args.client, args.target, args.http2_engine, Path(tmp))
         try:
-            return await count_calls(client, args.calls)
+            return await count_calls(client, args.calls, args.functions)
         finally:
             await client.close()
 
@@ -484,6 +493,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.add_argument("--calls", type=int, default=200)
         parser.add_argument("--http2-engine", choices=("nghttp2", "h2"), default="nghttp2")
         parser.add_argument("--top", type=int, default=25)
+        parser.add_argument("--functions", action="store_true", help="by function, not module")
         return parser.parse_args(argv)
     if argv[:1] == ["drive"]:
         parser = argparse.ArgumentParser(description="one client run; prints one JSON object")

@@ -244,7 +244,8 @@ class ClientConnection(Connection, asyncio.BufferedProtocol):
                 self.engine.reset_stream(stream_id, ErrorCode.CANCEL)
                 self.want_flush()
             self._after_stream()
-        self.acknowledge(stream_id, unacked)
+        if unacked:
+            self.acknowledge(stream_id, unacked)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         """A framed message; StreamGone if the stream is gone."""

@@ -112,6 +112,22 @@ CONTENT_TYPE = "application/grpc"
 class ClientStream(Stream[Any, Any]):
     """One call (see the module docstring). Made by `Channel.request`."""
 
+    # How every call starts (class attributes, as grpclib's Stream keeps its flags: a call sets
+    # only what differs, and __init__ only what comes from the channel).
+    connection: ClientConnection | None = None
+    stream_id = 0
+    reply_encoding: str | None = None  # the server's grpc-encoding
+    response_headers: Headers | None = None
+    response_trailers: Headers | None = None
+    remote_ended = False
+    recv_error: GRPCError | None = None
+    failure: BaseException | None = None
+    unacked = 0
+    _recv_waiter: asyncio.Future[None] | None = None
+    _send_waiter: asyncio.Future[None] | None = None
+    _deadline_timer: asyncio.TimerHandle | None = None
+    _released = False
+
     def __init__(
         self,
         channel: Channel,
@@ -140,23 +156,10 @@ class ClientStream(Stream[Any, Any]):
         )
         self.channel = channel
         self._listening = channel.listening.names()
-        self.connection: ClientConnection | None = None
-        self.stream_id = 0
         config = channel.transport_config
         self.framer = MessageFramer(config.max_receive_message_bytes, side="reply")
         self.encoding = channel.send_encoding
         self.compression_threshold = config.compression_threshold
-        self.reply_encoding: str | None = None  # the server's grpc-encoding
-        self.response_headers: Headers | None = None
-        self.response_trailers: Headers | None = None
-        self.remote_ended = False
-        self.recv_error: GRPCError | None = None
-        self.failure: BaseException | None = None
-        self.unacked = 0
-        self._recv_waiter: asyncio.Future[None] | None = None
-        self._send_waiter: asyncio.Future[None] | None = None
-        self._deadline_timer: asyncio.TimerHandle | None = None
-        self._released = False
 
     # -- what the connection tells the stream --------------------------------------------------
 
