@@ -292,9 +292,7 @@ class ClientStream(Stream[Any, Any]):
             raise ProtocolError(
                 "Unary request requires a message to be sent before ending outgoing stream"
             )
-        connection = self.channel.connection
-        if connection is None or not connection.has_room():
-            connection = await self._connect()
+        connection = await self._connect()
         headers: Headers = self.channel.request_heads(self._method_name, self._deadline)
         metadata = self._metadata
         if "send_request" in self._listening:
@@ -318,8 +316,9 @@ class ClientStream(Stream[Any, Any]):
             self._end_done = True
 
     async def _connect(self) -> ClientConnection:
-        """A connection with room for the call (send_request tries the open one first: the usual
-        case, with nothing to wait for and no timer to set)."""
+        connection = self.channel.connection
+        if connection is not None and connection.has_room():
+            return connection  # the usual case: nothing to wait for, no timer to set
         deadline = self._deadline
         connect = self.channel.__connect__()
         if deadline is None:
