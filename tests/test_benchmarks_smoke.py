@@ -1,9 +1,11 @@
-"""benchmarks/compare.py and benchmarks/chart.py still work: one tiny run of every part.
+"""benchmarks/compare.py, benchmarks/chart.py and benchmarks/client_compare.py still work: one
+tiny run of every part.
 
 The benchmark itself is not part of the tests (its figures are in benchmarks/RESULTS.md); this
 only proves the harness starts greet on both HTTP/2 engines and grpcio, drives them with h2load,
 the bench tool and the other drivers, writes results.json, the report and the chart, and that
-chart.py redraws the chart from the results file. No speed is asserted.
+chart.py redraws the chart from the results file; and that client_compare.py runs every client
+kind on every workload and prints its table and commands. No speed is asserted.
 Needs h2load (Debian nghttp2-client), taskset and grpcio-tools.
 """
 
