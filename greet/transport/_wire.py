@@ -472,7 +472,7 @@ class RequestHeads:
             return head
         timeout = deadline.time_remaining()
         if timeout <= 0:
-            raise asyncio.TimeoutError()
+            raise asyncio.TimeoutError("before the call was sent")
         grpc_timeout = (b"grpc-timeout", encode_timeout(timeout).encode())
         return (*self._prefix(method), grpc_timeout, *self._tail)
 
