@@ -51,7 +51,7 @@ def test_a_deadline_adds_grpc_timeout_before_te_and_the_encoding_comes_last() ->
 
 def test_a_deadline_that_passed_is_a_timeout_before_anything_is_sent() -> None:
     heads = RequestHeads(b"http", b"h:1", None)
-    with pytest.raises(asyncio.TimeoutError, match="^before the call was sent$"):
+    with pytest.raises(asyncio.TimeoutError, match=r"^before the call was sent$"):
         heads("/pkg.Service/Call", Deadline.from_timeout(-1))
 
 
