@@ -1,9 +1,11 @@
-"""benchmarks/compare.py and benchmarks/chart.py still work: one tiny run of every part.
+"""benchmarks/compare.py, benchmarks/chart.py and benchmarks/client_compare.py still work: one
+tiny run of every part.
 
 The benchmark itself is not part of the tests (its figures are in benchmarks/RESULTS.md); this
 only proves the harness starts greet on both HTTP/2 engines and grpcio, drives them with h2load,
 the bench tool and the other drivers, writes results.json, the report and the chart, and that
-chart.py redraws the chart from the results file. No speed is asserted.
+chart.py redraws the chart from the results file; and that client_compare.py runs every client
+kind on every workload and prints its table and commands. No speed is asserted.
 Needs h2load (Debian nghttp2-client), taskset and grpcio-tools.
 """
 
@@ -171,3 +173,51 @@ def test_chart_py_says_what_is_wrong_with_a_bad_results_file(tmp_path: Path) -> 
     assert done.returncode == 2
     assert done.stderr.strip() == f"chart.py: cannot read {bad}: {bad}: not a schema 1 results file"
     assert not (tmp_path / "c.svg").exists()
+
+
+@pytest.mark.timeout(240)
+def test_client_compare_runs_every_client_and_prints_the_table_and_commands(
+    tmp_path: Path,
+) -> None:
+    """benchmarks/client_compare.py, tiny: every client kind on every workload against greet's
+    server (`--server greet`: no Go build), the table, the skipped kinds and the commands."""
+    import greet.client
+
+    out = tmp_path / "client.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "client_compare.py"),
+        "--rounds", "1", "--duration", "0.2", "--warmup", "0.1", "--messages", "20",
+        "--server", "greet", "--json", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=220)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    text = done.stdout
+    assert (
+        "| client | unary, 1 in flight (calls/s) | unary, 64 in flight (calls/s) "
+        "| server stream (msg/s) | bidi (msg/s) |" in text
+    )
+    kinds = {
+        "grpcio asyncio client": "grpcio",
+        "GreetClient": "greetclient",
+        "GreetServiceStub over greet.transport.Channel": "stub-transport",
+    }
+    if hasattr(greet.client, "Channel"):
+        kinds["GreetServiceStub over greet.client.Channel"] = "stub-client"
+    else:
+        assert "Skipped `stub-client`: greet.client has no Channel here" in text
+    number = r"[\d.]+k?"
+    for label, kind in kinds.items():
+        ratio = "" if kind == "grpcio" else r" \(\*\*\d+\.\d\dx\*\*; CPU \d+\.\d\dx\)"
+        unary = number + r", \d+ us CPU a call" + ratio
+        assert re.search(rf"\| {re.escape(label)} \| {unary} \| {unary} \| ", text), label
+        for workload in ("unary1", "unary64", "server_stream", "bidi"):
+            assert (
+                f"- `taskset -c 0 python benchmarks/client_compare.py drive {kind} {workload} "
+                "127.0.0.1:PORT --duration 0.2 --warmup 0.1" in text
+            ), (kind, workload)
+    assert "Server (core 1): `taskset -c 1 python -m greet.server --port PORT" in text
+    figures = json.loads(out.read_text())["results"]
+    assert set(figures) == set(kinds.values())
+    for kind, workloads in figures.items():
+        for workload, [run] in workloads.items():
+            assert run["count"] > 0, (kind, workload)

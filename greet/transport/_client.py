@@ -54,6 +54,7 @@ from greet.transport._client_stream import (
 from greet.transport._connection import Connection, ConnectionState, KeepaliveTimes, within
 from greet.transport._engine import ErrorCode, Headers, StreamGone, code_name
 from greet.transport._server_call import Listening
+from greet.transport._wire import RequestHeads, empty_metadata
 from greet.transport.config import ChannelConfig
 
 if TYPE_CHECKING:
@@ -69,8 +70,21 @@ log = logging.getLogger("greet.client")
 # -- the client role of a connection -------------------------------------------------------------
 
 
-class ClientConnection(Connection):
-    """One connection of a Channel (see the module docstring)."""
+READ_BUFFER_SIZE = 64 * 1024
+"""Bytes a connection reads from its socket at most at once, into a buffer of its own."""
+
+
+class ClientConnection(Connection, asyncio.BufferedProtocol):
+    """One connection of a Channel (see the module docstring).
+
+    It reads into a buffer of its own (`asyncio.BufferedProtocol`), not into a new bytes object
+    for each read: asyncio's reads of up to 256 KiB cost a memory map and unmap each. The flush
+    that ends the processing of a read is scheduled behind the calls that read woke
+    (`flush_after_input` False), so a call's next request leaves in the same write as the
+    acknowledgements (PING, WINDOW_UPDATE) of the reply before it.
+    """
+
+    flush_after_input = False
 
     def __init__(self, config: ChannelConfig, *, tls: bool, target: str) -> None:
         keepalive = config.keepalive
@@ -92,6 +106,7 @@ class ClientConnection(Connection):
         self.streams: dict[int, ClientStream] = {}
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._slot_waiters: list[asyncio.Future[None]] = []
+        self._read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
 
     @property
     def peer_name(self) -> str:
@@ -126,6 +141,14 @@ class ClientConnection(Connection):
         return self.state is not ConnectionState.OPEN and self.state is not (
             ConnectionState.HANDSHAKE
         )
+
+    # -- asyncio.BufferedProtocol ------------------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._read_buffer[:nbytes].tobytes())
 
     # -- the connection core's hooks (greet.transport._connection) ---------------------------
 
@@ -224,7 +247,8 @@ class ClientConnection(Connection):
                 self.engine.reset_stream(stream_id, ErrorCode.CANCEL)
                 self.want_flush()
             self._after_stream()
-        self.acknowledge(stream_id, unacked)
+        if unacked:
+            self.acknowledge(stream_id, unacked)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         """A framed message; StreamGone if the stream is gone."""
@@ -360,6 +384,9 @@ class Channel(GrpclibChannel):
         self.server_hostname = server_hostname
         self.scheme = b"https" if ssl is not None else b"http"
         self.authority = format_address(host, port).encode("ascii")
+        compression = self.transport_config.compression
+        self.send_encoding = None if compression in (None, "identity") else compression
+        self.request_heads = RequestHeads(self.scheme, self.authority, self.send_encoding)
         self.codec = codec
         self.status_details_codec: StatusDetailsCodecBase | None = status_details_codec
         self.listening = Listening(self.__dispatch__)
@@ -460,7 +487,7 @@ class Channel(GrpclibChannel):
         return ClientStream(
             self,
             name,
-            cast(_Metadata, MultiDict(metadata or ())),
+            cast(_Metadata, MultiDict(metadata)) if metadata else empty_metadata(),
             cardinality,
             request_type,
             reply_type,

@@ -46,7 +46,6 @@ from greet.transport._wire import (
     empty_metadata,
     metadata_headers,
     plain_ok,
-    request_headers,
     text_headers,
     usual_reply_headers,
 )
@@ -120,6 +119,22 @@ CONTENT_TYPE = "application/grpc"
 class ClientStream(Stream[Any, Any]):
     """One call (see the module docstring). Made by `Channel.request`."""
 
+    # How every call starts (class attributes, as grpclib's Stream keeps its flags: a call sets
+    # only what differs, and __init__ only what comes from the channel).
+    connection: ClientConnection | None = None
+    stream_id = 0
+    reply_encoding: str | None = None  # the server's grpc-encoding
+    response_headers: Headers | None = None
+    response_trailers: Headers | None = None
+    remote_ended = False
+    recv_error: GRPCError | None = None
+    failure: BaseException | None = None
+    unacked = 0
+    _recv_waiter: asyncio.Future[None] | None = None
+    _send_waiter: asyncio.Future[None] | None = None
+    _deadline_timer: asyncio.TimerHandle | None = None
+    _released = False
+
     def __init__(
         self,
         channel: Channel,
@@ -148,23 +163,10 @@ class ClientStream(Stream[Any, Any]):
         )
         self.channel = channel
         self._listening = channel.listening.names()
-        self.connection: ClientConnection | None = None
-        self.stream_id = 0
         config = channel.transport_config
         self.framer = MessageFramer(config.max_receive_message_bytes, side="reply")
-        self.encoding = None if config.compression in (None, "identity") else config.compression
+        self.encoding = channel.send_encoding
         self.compression_threshold = config.compression_threshold
-        self.reply_encoding: str | None = None  # the server's grpc-encoding
-        self.response_headers: Headers | None = None
-        self.response_trailers: Headers | None = None
-        self.remote_ended = False
-        self.recv_error: GRPCError | None = None
-        self.failure: BaseException | None = None
-        self.unacked = 0
-        self._recv_waiter: asyncio.Future[None] | None = None
-        self._send_waiter: asyncio.Future[None] | None = None
-        self._deadline_timer: asyncio.TimerHandle | None = None
-        self._released = False
 
     # -- what the connection tells the stream --------------------------------------------------
 
@@ -249,11 +251,16 @@ class ClientStream(Stream[Any, Any]):
         if connection is not None and self.stream_id:
             connection.cancel(self.stream_id)
 
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The connection's loop (asyncio.get_running_loop() asks the OS for the process id)."""
+        connection = self.connection
+        return asyncio.get_running_loop() if connection is None else connection.loop
+
     async def _wait(self) -> None:
         """Until the connection tells the stream something; raises how the stream failed."""
         if self.failure is not None:
             raise self.failure
-        waiter = self._recv_waiter = asyncio.get_running_loop().create_future()
+        waiter = self._recv_waiter = self._loop().create_future()
         try:
             await waiter
         finally:
@@ -262,7 +269,7 @@ class ClientStream(Stream[Any, Any]):
     async def _wait_writable(self) -> None:
         if self.failure is not None:
             raise self.failure
-        waiter = self._send_waiter = asyncio.get_running_loop().create_future()
+        waiter = self._send_waiter = self._loop().create_future()
         try:
             await waiter
         finally:
@@ -294,10 +301,7 @@ class ClientStream(Stream[Any, Any]):
                 "Unary request requires a message to be sent before ending outgoing stream"
             )
         connection = await self._connect()
-        channel = self.channel
-        headers = request_headers(
-            channel.scheme, channel.authority, self._method_name, self._deadline, self.encoding
-        )
+        headers: Headers = self.channel.request_heads(self._method_name, self._deadline)
         metadata = self._metadata
         if "send_request" in self._listening:
             (metadata,) = await self._dispatch.send_request(
@@ -307,7 +311,7 @@ class ClientStream(Stream[Any, Any]):
                 content_type=CONTENT_TYPE,
             )
         if metadata:
-            headers += metadata_headers(metadata)
+            headers = [*headers, *metadata_headers(metadata)]
         if self.failure is not None:
             raise self.failure
         if not connection.usable:

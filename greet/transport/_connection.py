@@ -201,6 +201,10 @@ class Connection(asyncio.Protocol):
     state = ConnectionState.HANDSHAKE
     loop: asyncio.AbstractEventLoop
     engine: Http2Engine
+    flush_after_input = True
+    """Whether the flush that ends the processing of input runs at once; a role that sets it
+    False has it scheduled (`want_flush`) behind the callbacks the input woke, so that what they
+    send goes out in the same write as the acknowledgements of the input."""
 
     def __init__(
         self,
@@ -292,7 +296,10 @@ class Connection(asyncio.Protocol):
             self._failed(failure)
             return
         self._holding = False
-        self.flush()
+        if self.flush_after_input:
+            self.flush()
+        else:
+            self.want_flush()
 
     def eof_received(self) -> bool:
         return False  # the peer is done: close (HTTP/2 has no half-closed connections)

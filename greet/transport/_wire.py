@@ -20,8 +20,9 @@ Header blocks:
   read apart from it (`read_deadline`), since a client's grpc-timeout changes call by call;
 - a server's replies: response headers, trailers and trailers-only answers, built once where they
   do not vary (`RESPONSE_HEADERS`, `OK_TRAILERS`);
-- a client's request headers, and quick reads of the usual replies (`usual_reply_headers`,
-  `plain_ok`) so that an ordinary successful call costs no metadata parsing.
+- a client's request headers, built once per method (`RequestHeads`), and quick reads of the
+  usual replies (`usual_reply_headers`, `plain_ok`) so that an ordinary successful call costs no
+  metadata parsing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import zlib
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -53,6 +54,8 @@ from multidict import MultiDict
 from greet.transport._engine import Header, Headers
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from grpclib.const import Handler, Status
 
 __all__ = [
@@ -67,6 +70,7 @@ __all__ = [
     "CompressedBody",
     "MessageFramer",
     "RequestHead",
+    "RequestHeads",
     "Route",
     "accepted",
     "compress",
@@ -78,7 +82,6 @@ __all__ = [
     "read_deadline",
     "read_request_head",
     "rejection",
-    "request_headers",
     "text_headers",
     "trailers",
     "truncated",
@@ -422,30 +425,56 @@ OK_STATUS = (b":status", b"200")
 OK_TRAILER = (b"grpc-status", b"0")
 
 
-def request_headers(
-    scheme: bytes, authority: bytes, method: str, deadline: Deadline | None, encoding: str | None
-) -> list[Header]:
-    """A call's request headers (metadata aside); asyncio.TimeoutError if the deadline passed."""
-    headers: list[Header] = [
-        (b":method", b"POST"),
-        (b":scheme", scheme),
-        (b":path", method.encode("ascii")),
-        (b":authority", authority),
-    ]
-    if deadline is not None:
+class RequestHeads:
+    """A channel's request header blocks (metadata aside), each built once per method: only a
+    call's grpc-timeout changes from call to call. A block is a tuple, shared by the calls."""
+
+    __slots__ = ("_authority", "_plain", "_prefixes", "_scheme", "_tail")
+
+    LIMIT = 1000
+    """Methods whose blocks are kept; past it the cache starts again (names come from code)."""
+
+    def __init__(self, scheme: bytes, authority: bytes, encoding: str | None) -> None:
+        self._scheme = scheme
+        self._authority = authority
+        tail: tuple[Header, ...] = (
+            (b"te", b"trailers"),
+            (b"content-type", b"application/grpc"),
+            USER_AGENT_HEADER,
+            (b"grpc-accept-encoding", ACCEPT_ENCODING),
+        )
+        if encoding is not None:
+            tail += ((b"grpc-encoding", encoding.encode()),)
+        self._tail = tail
+        self._prefixes: dict[str, tuple[Header, ...]] = {}
+        self._plain: dict[str, tuple[Header, ...]] = {}
+
+    def _prefix(self, method: str) -> tuple[Header, ...]:
+        prefix = self._prefixes.get(method)
+        if prefix is None:
+            if len(self._prefixes) >= self.LIMIT:
+                self._prefixes.clear()
+                self._plain.clear()
+            prefix = self._prefixes[method] = (
+                (b":method", b"POST"),
+                (b":scheme", self._scheme),
+                (b":path", method.encode("ascii")),
+                (b":authority", self._authority),
+            )
+        return prefix
+
+    def __call__(self, method: str, deadline: Deadline | None) -> tuple[Header, ...]:
+        """A call's request headers; asyncio.TimeoutError if its deadline passed."""
+        if deadline is None:
+            head = self._plain.get(method)
+            if head is None:
+                head = self._plain[method] = self._prefix(method) + self._tail
+            return head
         timeout = deadline.time_remaining()
         if timeout <= 0:
             raise asyncio.TimeoutError("before the call was sent")
-        headers.append((b"grpc-timeout", encode_timeout(timeout).encode()))
-    headers += [
-        (b"te", b"trailers"),
-        (b"content-type", b"application/grpc"),
-        USER_AGENT_HEADER,
-        (b"grpc-accept-encoding", ACCEPT_ENCODING),
-    ]
-    if encoding is not None:
-        headers.append((b"grpc-encoding", encoding.encode()))
-    return headers
+        grpc_timeout = (b"grpc-timeout", encode_timeout(timeout).encode())
+        return (*self._prefix(method), grpc_timeout, *self._tail)
 
 
 def metadata_headers(metadata: _MetadataLike) -> list[Header]:
@@ -463,13 +492,17 @@ def usual_reply_headers(raw: Headers) -> bool:
     )
 
 
+EMPTY_MESSAGE = (b"grpc-message", b"")
+
+
 def plain_ok(trailers: Headers) -> bool:
-    """Trailers that say OK and nothing else."""
-    return len(trailers) == 1 and trailers[0] == OK_TRAILER
+    """Trailers that say OK and nothing else (an empty grpc-message, as grpc-go sends, aside)."""
+    size = len(trailers)
+    return (size == 1 or (size == 2 and trailers[1] == EMPTY_MESSAGE)) and trailers[0] == OK_TRAILER
 
 
-def empty_metadata() -> _Metadata:
-    return _Metadata(MultiDict())
+empty_metadata = cast("Callable[[], _Metadata]", MultiDict)
+"""A new empty metadata map (MultiDict itself: no Python call on a call's way)."""
 
 
 def text_headers(headers: Headers) -> list[tuple[str, str]]:
