@@ -6,9 +6,17 @@ import itertools
 
 import pytest
 
-from greet.client.bench_data import CallData, call_data_from_json, default_call_data
-from greet.client.bench_result import CallLog, CallRecord, LatencySummary, latency_histogram
-from greet.client.bench_schedule import LoadSchedule, load_schedule_from_flags
+from greet.bench import (
+    CallData,
+    CallLog,
+    CallRecord,
+    LatencySummary,
+    LoadSchedule,
+    call_data_from_json,
+    default_call_data,
+    latency_histogram,
+    load_schedule_from_flags,
+)
 
 
 def schedule(kind: str, **flags: float) -> LoadSchedule:

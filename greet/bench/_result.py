@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from greet.client.bench_options import BenchOptions
+from greet.bench._options import BenchOptions
 
 __all__ = [
     "HISTOGRAM_BUCKETS",
@@ -60,19 +60,37 @@ class CallLog:
         self._error_index: dict[str, int] = {"": 0}
 
     def append(self, call: CallRecord) -> None:
-        status = self._status_index.get(call.status)
-        if status is None:
-            status = self._status_index[call.status] = len(self._status_names)
-            self._status_names.append(call.status)
-        error = self._error_index.get(call.error)
-        if error is None:
-            error = self._error_index[call.error] = len(self._error_texts)
-            self._error_texts.append(call.error)
+        status = self._index_of_status(call.status)
+        error = self._index_of_error(call.error)
         self._starts.append(call.start)
         self._latencies.append(call.latency)
         self._statuses.append(status)
         self._messages.append(call.messages)
         self._errors.append(error)
+
+    def extend(self, other: CallLog) -> None:
+        """Add `other`'s calls after these."""
+        statuses = [self._index_of_status(name) for name in other._status_names]
+        errors = [self._index_of_error(text) for text in other._error_texts]
+        self._starts.extend(other._starts)
+        self._latencies.extend(other._latencies)
+        self._statuses.extend(statuses[index] for index in other._statuses)
+        self._messages.extend(other._messages)
+        self._errors.extend(errors[index] for index in other._errors)
+
+    def _index_of_status(self, name: str) -> int:
+        status = self._status_index.get(name)
+        if status is None:
+            status = self._status_index[name] = len(self._status_names)
+            self._status_names.append(name)
+        return status
+
+    def _index_of_error(self, text: str) -> int:
+        error = self._error_index.get(text)
+        if error is None:
+            error = self._error_index[text] = len(self._error_texts)
+            self._error_texts.append(text)
+        return error
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -152,7 +170,8 @@ class BenchResult:
 
 @dataclass(frozen=True)
 class LatencySummary:
-    """Latency figures of the successful calls, in milliseconds (all 0 when there are none).
+    """Latency figures of the successful calls, in milliseconds (`count` 0 when there are none:
+    then the figures are not available, and `as_dict` gives None for each).
 
     Percentiles are nearest-rank; `stddev` is the population standard deviation."""
 
@@ -188,8 +207,9 @@ class LatencySummary:
             max=ms[-1],
         )
 
-    def as_dict(self) -> dict[str, float]:
-        """The figures, rounded to microseconds, in the order of the `--json` `latency_ms`."""
+    def as_dict(self) -> dict[str, float | None]:
+        """The figures, rounded to microseconds, in the order of the `--json` `latency_ms`;
+        None for each when no call succeeded."""
         figures = {
             "p50": self.p50,
             "p90": self.p90,
@@ -200,6 +220,8 @@ class LatencySummary:
             "mean": self.mean,
             "stddev": self.stddev,
         }
+        if not self.count:
+            return dict.fromkeys(figures)
         return {name: round(value, 3) for name, value in figures.items()}
 
 
