@@ -230,6 +230,7 @@ async def test_output_file_and_json_alias(server_process: ServerProcess, tmp_pat
     )  # fmt: skip
     assert (code, out) == (0, ""), err
     assert json.loads(report.read_text())["ok"] == 10
+    assert f"wrote the json report to {report}" in err.splitlines()
 
 
 async def test_an_output_file_that_cannot_be_written_fails_before_the_run(tmp_path: Path) -> None:

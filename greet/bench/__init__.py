@@ -39,7 +39,7 @@ from greet.bench._result import (
     LatencySummary,
     latency_histogram,
 )
-from greet.bench._run import default_processes, run_bench
+from greet.bench._run import default_processes, merge_results, run_bench, split_run
 from greet.bench._schedule import SCHEDULE_KINDS, LoadSchedule, Pacer, load_schedule_from_flags
 
 __all__ = [
@@ -70,8 +70,10 @@ __all__ = [
     "json_report",
     "latency_histogram",
     "load_schedule_from_flags",
+    "merge_results",
     "render_report",
     "resolve_targets",
     "run_bench",
+    "split_run",
     "summary_report",
 ]

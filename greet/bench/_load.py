@@ -261,10 +261,13 @@ def make_attempt(options: BenchOptions, metadata: tuple[tuple[str, str], ...]) -
                 replies += 1
         return replies
 
-    async def send_all(call: ClientStream) -> None:
-        await call.send_request(end=not stream)
+    async def send_messages(call: ClientStream) -> None:
         for index, body in enumerate(stream, 1):
             await call.send_message(body, end=index == sent)
+
+    async def send_all(call: ClientStream) -> None:
+        await call.send_request(end=not stream)
+        await send_messages(call)
 
     async def client_stream(channel: Channel, deadline: Deadline | None) -> int:
         async with request(channel, deadline) as call:
@@ -275,7 +278,8 @@ def make_attempt(options: BenchOptions, metadata: tuple[tuple[str, str], ...]) -
     async def bidi(channel: Channel, deadline: Deadline | None) -> int:
         replies = 0
         async with request(channel, deadline) as call:
-            sending = asyncio.ensure_future(send_all(call))  # replies flow while it sends
+            await call.send_request(end=not stream)
+            sending = asyncio.ensure_future(send_messages(call))  # replies flow while it sends
             try:
                 while await call.recv_message() is not None:
                     replies += 1

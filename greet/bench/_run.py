@@ -37,10 +37,10 @@ __all__ = [
     "BAR_WIDTH",
     "MAX_DEFAULT_PROCESSES",
     "default_processes",
-    "merge",
+    "merge_results",
     "run_bench",
     "run_loop",
-    "split",
+    "split_run",
 ]
 
 T = TypeVar("T")
@@ -58,7 +58,7 @@ def default_processes(concurrency: int) -> int:
     return max(1, min(cpus, MAX_DEFAULT_PROCESSES, concurrency))
 
 
-def split(options: BenchOptions, parts: int) -> list[BenchOptions]:
+def split_run(options: BenchOptions, parts: int) -> list[BenchOptions]:
     """`options` as `parts` shares (fewer when there is not enough to share)."""
     while parts > 1:
         try:
@@ -93,7 +93,7 @@ def scaled(schedule: LoadSchedule | None, parts: int) -> LoadSchedule | None:
     )
 
 
-def merge(options: BenchOptions, results: list[BenchResult]) -> BenchResult:
+def merge_results(options: BenchOptions, results: list[BenchResult]) -> BenchResult:
     """The processes' results as one run's."""
     merged = BenchResult(options)
     by_target: Counter[str] = Counter()
@@ -126,7 +126,7 @@ async def run_bench(
 ) -> BenchResult:
     """Run the benchmark in `processes` processes; progress to `progress` if given; end early
     (the result marked `interrupted`) when `stop` is set."""
-    parts = split(options, processes)
+    parts = split_run(options, processes)
     if len(parts) == 1:
         return await run_here(options, connect, progress, stop)
     return await run_in_processes(options, parts, connect, progress, stop)
@@ -368,7 +368,7 @@ async def run_in_processes(
             results = await gather_results(workers, stop)
         finally:
             await end_reporter(reporter)
-        result = merge(options, results)
+        result = merge_results(options, results)
         if out is not None:
             for worker, share_result in zip(workers, results, strict=True):
                 worker.snapshot = Snapshot(
