@@ -29,7 +29,7 @@ import math
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from grpclib.metadata import Deadline
 
 from greet.addresses import format_address, parse_address
 from greet.bench._options import BenchOptions
-from greet.bench._result import BenchResult, CallRecord
+from greet.bench._result import BenchResult
 from greet.bench._schedule import Pacer
 from greet.transport import Channel, ChannelConfig, ClientStream, ConnectionEnded, StreamRefused
 from greet_service import HelloRequest, NamesList, NoParam
@@ -91,7 +91,8 @@ class RawCodec(CodecBase):
     __content_subtype__ = "proto"
 
     def encode(self, message: Any, message_type: Any) -> bytes:
-        return bytes(message)
+        encoded: bytes = message  # encoded already
+        return encoded
 
     def decode(self, data: bytes, message_type: Any) -> bytes:
         return data
@@ -197,10 +198,13 @@ class Endpoints:
         self.targets = targets
         self.backup = backup
         self._next = 0
+        self.only = targets[0] if len(targets) == 1 and not backup else None
 
-    def pick(self, now: float, tried: set[str]) -> Endpoint | None:
+    def pick(self, now: float, tried: Collection[str] = ()) -> Endpoint | None:
         """The next endpoint that is up and not yet tried by this call; when none is, on a
         call's first attempt, the one that comes back soonest (None on a retry)."""
+        if self.only is not None and not tried:
+            return self.only  # one target, no backup: nothing to choose
         for group in (self.targets, self.backup):
             for offset in range(len(group)):
                 endpoint = group[(self._next + offset) % len(group)]
@@ -300,33 +304,33 @@ def make_attempt(options: BenchOptions, metadata: tuple[tuple[str, str], ...]) -
     return attempts[options.rpc]
 
 
-async def attempt_on(attempt: Attempt, endpoint: Endpoint, deadline: Deadline | None) -> int:
-    """One attempt on `endpoint`; AttemptFailed with the call's status when it fails."""
-    try:
-        return await attempt(endpoint.channel(), deadline)
-    except GRPCError as error:
-        raise AttemptFailed(error.status.name, error.message or "") from None
-    except (ConnectionEnded, StreamRefused) as error:
+def attempt_failure(
+    error: Exception, endpoint: str, deadline: Deadline | None
+) -> AttemptFailed | None:
+    """How an attempt on `endpoint` that raised `error` failed (None: not a failure of the call
+    but a fault of the bench, to be raised)."""
+    if isinstance(error, GRPCError):
+        return AttemptFailed(error.status.name, error.message or "")
+    if isinstance(error, (ConnectionEnded, StreamRefused)):
         down = isinstance(error, ConnectionEnded)
-        raise AttemptFailed(UNAVAILABLE, f"{endpoint.name}: {error}", endpoint_down=down) from None
-    except StreamTerminatedError as error:
-        raise AttemptFailed("INTERNAL", f"{endpoint.name}: {error}") from None
-    except ProtocolError as error:
-        raise AttemptFailed("INTERNAL", f"{endpoint.name}: {error}") from None
-    except TimeoutError:
+        return AttemptFailed(UNAVAILABLE, f"{endpoint}: {error}", endpoint_down=down)
+    if isinstance(error, (StreamTerminatedError, ProtocolError)):
+        return AttemptFailed("INTERNAL", f"{endpoint}: {error}")
+    if isinstance(error, TimeoutError):
         if deadline is not None and deadline.time_remaining() <= 0:
-            raise AttemptFailed("DEADLINE_EXCEEDED", "deadline exceeded") from None
-        raise AttemptFailed(
+            return AttemptFailed("DEADLINE_EXCEEDED", "deadline exceeded")
+        return AttemptFailed(
             UNAVAILABLE,
-            f"cannot connect to {endpoint.name}: no HTTP/2 handshake within the handshake timeout",
+            f"cannot connect to {endpoint}: no HTTP/2 handshake within the handshake timeout",
             endpoint_down=True,
-        ) from None
-    except OSError as error:
-        raise AttemptFailed(
+        )
+    if isinstance(error, OSError):
+        return AttemptFailed(
             UNAVAILABLE,
-            f"cannot connect to {endpoint.name}: {error.strerror or error}",
+            f"cannot connect to {endpoint}: {error.strerror or error}",
             endpoint_down=True,
-        ) from None
+        )
+    return None
 
 
 @dataclass
@@ -376,28 +380,34 @@ class Load:
         """One call, retried on other endpoints while that may help: (status, text, messages)."""
         connect = self.connect
         deadline = Deadline.from_timeout(connect.timeout) if connect.timeout else None
-        tried: set[str] = set()
         clock = time.perf_counter
-        failure = AttemptFailed(UNAVAILABLE, "no endpoint")
-        for _ in range(connect.max_attempts):
-            endpoint = self.endpoints.pick(clock(), tried)
-            if endpoint is None:
-                break
-            tried.add(endpoint.name)
+        endpoint = self.endpoints.pick(clock())
+        assert endpoint is not None  # a first attempt always has one
+        attempts_left = connect.max_attempts
+        tried: list[str] = []
+        while True:
+            attempts_left -= 1
             try:
-                messages = await attempt_on(self._attempt, endpoint, deadline)
-            except AttemptFailed as error:
-                failure = error
-                if error.endpoint_down:
+                messages = await self._attempt(endpoint.channel(), deadline)
+            except Exception as error:
+                failure = attempt_failure(error, endpoint.name, deadline)
+                if failure is None:
+                    raise
+                if failure.endpoint_down:
                     endpoint.failed(clock())
-                if error.status != UNAVAILABLE:
-                    break
+                if failure.status != UNAVAILABLE or attempts_left <= 0:
+                    return failure.status, failure.text, 0
+                tried.append(endpoint.name)
+                retry_on = self.endpoints.pick(clock(), tried)
+                if retry_on is None:
+                    return failure.status, failure.text, 0
+                endpoint = retry_on
                 continue
-            endpoint.served()
+            if endpoint.down_until:
+                endpoint.served()
             if self.counting_since is not None:
                 self.served[endpoint.name] += 1
             return "OK", "", messages
-        return failure.status, failure.text, 0
 
     async def run(self, stop: asyncio.Event | None = None) -> BenchResult:
         """Run to the end (or until `stop` is set: then `interrupted`); the result."""
@@ -430,14 +440,12 @@ class Load:
                 status, text, messages = await self.call()
                 finished = clock()
                 if phase.counted:
-                    result.calls.append(
-                        CallRecord(
-                            began - phase.origin,
-                            finished - began,
-                            status,
-                            messages,
-                            f"{status}: {text}" if text else "",
-                        )
+                    result.calls.add(
+                        began - phase.origin,
+                        finished - began,
+                        status,
+                        messages,
+                        f"{status}: {text}" if text else "",
                     )
                     if status == "OK":
                         result.ok += 1

@@ -60,13 +60,18 @@ class CallLog:
         self._error_index: dict[str, int] = {"": 0}
 
     def append(self, call: CallRecord) -> None:
-        status = self._index_of_status(call.status)
-        error = self._index_of_error(call.error)
-        self._starts.append(call.start)
-        self._latencies.append(call.latency)
-        self._statuses.append(status)
-        self._messages.append(call.messages)
-        self._errors.append(error)
+        self.add(call.start, call.latency, call.status, call.messages, call.error)
+
+    def add(self, start: float, latency: float, status: str, messages: int, error: str) -> None:
+        """`append` without a CallRecord to build: one call's fields."""
+        status_index = self._status_index.get(status)
+        if status_index is None:
+            status_index = self._index_of_status(status)
+        self._starts.append(start)
+        self._latencies.append(latency)
+        self._statuses.append(status_index)
+        self._messages.append(messages)
+        self._errors.append(self._index_of_error(error) if error else 0)
 
     def extend(self, other: CallLog) -> None:
         """Add `other`'s calls after these."""
