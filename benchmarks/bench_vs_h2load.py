@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shlex
 import shutil
 import statistics
@@ -36,6 +37,7 @@ from servers import RunningServer, clean_environment, greet_spec  # noqa: E402
 from workloads import WORKLOADS, write_body  # noqa: E402
 
 WORKLOAD = WORKLOADS["unary128"]  # 4 connections x 32 streams
+WIDTHS = (5, 13, 7, 7, 12, 7, 7, 13)
 
 
 def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
@@ -64,8 +66,25 @@ def bench_argv(target: str, args: argparse.Namespace) -> list[str]:
     return pinned(argv, args.load_cpus)
 
 
-def run_bench(server: RunningServer, args: argparse.Namespace) -> tuple[float, float]:
-    """bench's rate and the server's CPU microseconds per call meanwhile."""
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_h2load_once(
+    server: RunningServer, body: Path, load: Load, cpus: str | None
+) -> tuple[float, float, float]:
+    """h2load's rate, the server's CPU microseconds per call, h2load's own (about: its CPU over
+    the warm-up and the window, over the calls of both at the window's rate)."""
+    cpu = children_cpu()
+    measured = run_h2load(server, WORKLOAD, load, body, cpus)
+    calls = measured.calls_per_second * (load.duration + load.warmup)
+    own = (children_cpu() - cpu) / max(1.0, calls) * 1e6
+    return measured.calls_per_second, measured.cpu_per_call_us, own
+
+
+def run_bench(server: RunningServer, args: argparse.Namespace) -> tuple[float, float, float]:
+    """bench's rate, the server's CPU microseconds per call meanwhile, and bench's own."""
     argv = bench_argv(server.target, args)
     cpu = server.cpu_seconds()
     done = subprocess.run(
@@ -76,7 +95,7 @@ def run_bench(server: RunningServer, args: argparse.Namespace) -> tuple[float, f
         raise RuntimeError(f"{shlex.join(argv)} failed:\n{done.stdout}\n{done.stderr}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     calls = result["ok"] + result["skipped"]
-    return float(result["rps"]), cpu / max(1, calls) * 1e6
+    return float(result["rps"]), cpu / max(1, calls) * 1e6, result["client_cpu_us_per_call"]
 
 
 def shown(command: str) -> str:
@@ -101,35 +120,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.server_cpus = args.load_cpus = None
     load = Load(WORKLOAD.connections, WORKLOAD.streams_per_connection, args.duration, args.warmup)
     server = RunningServer(greet_spec(args.engine), args.server_cpus)
-    rows: list[tuple[float, float, float, float]] = []
+    rows: list[tuple[float, float, float, float, float, float]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="greet-bench-vs-h2load-") as tmp:
             body = write_body(WORKLOAD, Path(tmp))
             print(f"server: {server.command}   (PORT {server.port})")
             print(f"h2load: {h2load_command(server.target, body, load, args.load_cpus)}")
             print(f"bench:  {shown(shlex.join(bench_argv(server.target, args)))}")
-            print(f"{'round':>5} {'h2load req/s':>13} {'us/call':>8} {'bench req/s':>12} "
-                  f"{'us/call':>8} {'bench/h2load':>13}")  # fmt: skip
+            print("CPU us/call: the server's, then the load generator's own")
+            heads = ("round", "h2load req/s", "server", "h2load", "bench req/s", "server", "bench",
+                     "bench/h2load")  # fmt: skip
+            print(" ".join(f"{head:>{width}}" for head, width in zip(heads, WIDTHS, strict=True)))
             for round_number in range(1, args.rounds + 1):
-                figures: dict[str, tuple[float, float]] = {}
+                figures: dict[str, tuple[float, float, float]] = {}
                 order = ("h2load", "bench") if round_number % 2 else ("bench", "h2load")
                 for tool in order:
                     if tool == "h2load":
-                        measured = run_h2load(server, WORKLOAD, load, body, args.load_cpus)
-                        figures[tool] = (measured.calls_per_second, measured.cpu_per_call_us)
+                        figures[tool] = run_h2load_once(server, body, load, args.load_cpus)
                     else:
                         figures[tool] = run_bench(server, args)
                     time.sleep(0.2)
-                (h2, h2_cpu), (bench, bench_cpu) = figures["h2load"], figures["bench"]
-                rows.append((h2, h2_cpu, bench, bench_cpu))
-                print(f"{round_number:>5} {h2:>13.0f} {h2_cpu:>8.1f} {bench:>12.0f} "
-                      f"{bench_cpu:>8.1f} {bench / h2:>13.2f}", flush=True)  # fmt: skip
+                h2, h2_server, h2_own = figures["h2load"]
+                bench, bench_server, bench_own = figures["bench"]
+                rows.append((h2, h2_server, h2_own, bench, bench_server, bench_own))
+                print(f"{round_number:>5} {h2:>13.0f} {h2_server:>7.1f} {h2_own:>7.1f} "
+                      f"{bench:>12.0f} {bench_server:>7.1f} {bench_own:>7.1f} "
+                      f"{bench / h2:>13.2f}", flush=True)  # fmt: skip
     finally:
         server.stop()
-    ratios = [bench / h2 for h2, _, bench, _ in rows]
+    ratios = [row[3] / row[0] for row in rows]
     print(
         f"median: h2load {statistics.median(row[0] for row in rows):.0f} req/s, "
-        f"bench {statistics.median(row[2] for row in rows):.0f} req/s, "
+        f"bench {statistics.median(row[3] for row in rows):.0f} req/s "
+        f"(its own CPU {statistics.median(row[5] for row in rows):.1f} us/call, the server's "
+        f"{statistics.median(row[4] for row in rows):.1f}), "
         f"bench/h2load {statistics.median(ratios):.2f} (rounds: "
         + ", ".join(f"{ratio:.2f}" for ratio in ratios)
         + ")"

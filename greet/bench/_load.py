@@ -466,10 +466,12 @@ class Load:
             await asyncio.gather(*(worker(warm_up) for _ in range(options.concurrency)))
         counted = Phase(counted=True, to_start=-1, origin=clock())
         self.counting_since = counted.origin
+        cpu = time.process_time()
         try:
             await asyncio.gather(*(worker(counted) for _ in range(options.concurrency)))
         finally:
             result.elapsed = clock() - counted.origin
+            result.cpu = time.process_time() - cpu
 
 
 async def run_until_stopped(work: Awaitable[None], stop: asyncio.Event | None) -> bool:

@@ -8,6 +8,7 @@ json     one object; the first six fields are the documented ones and stay:
               "errors": {"STATUS": int}, "by_target": {"host:port": int},
          then "rpc", "concurrency", "connections", "load" (the schedule, null when unlimited),
          "elapsed_s", "calls" (counted), "skipped", "interrupted", "msgs_per_s",
+         "client_cpu_us_per_call" (the bench's own CPU per counted call, all its processes),
          "status_codes" ({"OK": int, "STATUS": int}), "error_messages" (the most frequent
          error texts), and "histogram" ([{"from_ms", "to_ms", "count"}], every bucket)
 csv      one row per counted call: start_s, latency_ms, status, messages, error
@@ -61,6 +62,7 @@ def json_report(result: BenchResult, connections: int) -> dict[str, object]:
         "skipped": result.skipped,
         "interrupted": result.interrupted,
         "msgs_per_s": round(result.messages_per_second, 1),
+        "client_cpu_us_per_call": round(result.cpu_per_call * 1e6, 1),
         "status_codes": dict(sorted(result.status_codes.items())),
         "error_messages": dict(result.error_messages.most_common(TOP_ERROR_MESSAGES)),
         "histogram": [

@@ -132,6 +132,7 @@ class BenchResult:
 
     options: BenchOptions
     elapsed: float = 0.0
+    cpu: float = 0.0  # CPU seconds the bench's own processes spent while counting
     ok: int = 0
     failed: int = 0
     skipped: int = 0
@@ -147,6 +148,12 @@ class BenchResult:
     def rps(self) -> float:
         """Successful calls per second."""
         return self.ok / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def cpu_per_call(self) -> float:
+        """The bench's own CPU seconds per counted call: what a call costs the load generator
+        (near the server's cost, the bench is measuring itself)."""
+        return self.cpu / self.counted if self.counted else 0.0
 
     @property
     def messages_per_second(self) -> float:

@@ -103,6 +103,7 @@ def merge_results(options: BenchOptions, results: list[BenchResult]) -> BenchRes
         merged.skipped += result.skipped
         merged.interrupted = merged.interrupted or result.interrupted
         merged.elapsed = max(merged.elapsed, result.elapsed)
+        merged.cpu += result.cpu
         merged.calls.extend(result.calls)
         by_target.update(result.by_target)
     merged.by_target = dict(by_target)
