@@ -95,10 +95,17 @@ async def test_latency_is_not_available_when_no_call_succeeded(tmp_path: Path) -
         code, out, err = await run_client_cli(
             "--target", target, "bench", "-n", "3", "-c", "1", "--no-progress", cwd=tmp_path
         )  # fmt: skip
+        html_code, html, _ = await run_client_cli(
+            "--target", target, "bench", "-n", "2", "-c", "1", "--format", "html",
+            "--no-progress", cwd=tmp_path,
+        )  # fmt: skip
     assert code == 1, err
     [latency] = [line for line in out.splitlines() if line.startswith("Latency (ms):")]
     assert latency == "Latency (ms): n/a (no call succeeded)"
     assert "0.000" not in out
+    assert html_code == 1
+    assert '<td class="number">n/a</td>' in html
+    assert "0.000" not in html
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
@@ -123,6 +130,24 @@ async def test_a_target_that_refuses_gets_few_calls_each_counted(
         f"error: {result['failed']} of {result['failed']} calls failed "
         f"(UNAVAILABLE {result['failed']})"
     )
+
+
+async def test_a_target_that_never_speaks_http2_gets_few_calls(tmp_path: Path) -> None:
+    with bound_socket() as silent:
+        silent.listen()  # connections complete in the kernel; no one accepts or answers
+        target = f"127.0.0.1:{silent.getsockname()[1]}"
+        code, out, err = await run_client_cli(
+            "--target", target, "bench", "--duration", "2", "-c", "16", "-p", "1",
+            "--handshake-timeout", "0.2", "--json", "--no-progress", cwd=tmp_path,
+        )  # fmt: skip
+    assert code == 1, err
+    result = json.loads(out)
+    assert result["ok"] == 0
+    assert 0 < result["failed"] < FEW
+    assert result["errors"] == {"UNAVAILABLE": result["failed"]}
+    for message in result["error_messages"]:  # no settings, or (backlog full) no connection
+        assert message.startswith("UNAVAILABLE: ")
+        assert target in message
 
 
 async def test_a_server_killed_mid_run_is_backed_off_from(tmp_path: Path) -> None:

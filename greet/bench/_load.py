@@ -43,7 +43,14 @@ from greet.addresses import format_address, parse_address
 from greet.bench._options import BenchOptions
 from greet.bench._result import BenchResult
 from greet.bench._schedule import Pacer
-from greet.transport import Channel, ChannelConfig, ClientStream, ConnectionEnded, StreamRefused
+from greet.transport import (
+    Channel,
+    ChannelConfig,
+    ClientStream,
+    ConnectionEnded,
+    HandshakeFailed,
+    StreamRefused,
+)
 from greet_service import HelloRequest, NamesList, NoParam
 
 __all__ = [
@@ -324,6 +331,8 @@ def attempt_failure(
             f"cannot connect to {endpoint}: no HTTP/2 handshake within the handshake timeout",
             endpoint_down=True,
         )
+    if isinstance(error, HandshakeFailed):  # its text names the endpoint and what it lacked
+        return AttemptFailed(UNAVAILABLE, str(error), endpoint_down=True)
     if isinstance(error, OSError):
         return AttemptFailed(
             UNAVAILABLE,
