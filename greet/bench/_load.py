@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from grpclib.const import Cardinality
 from grpclib.encoding.base import CodecBase
@@ -43,6 +43,7 @@ from greet.addresses import format_address, parse_address
 from greet.bench._options import BenchOptions
 from greet.bench._result import BenchResult
 from greet.bench._schedule import Pacer
+from greet.service import GreetService
 from greet.transport import (
     Channel,
     ChannelConfig,
@@ -51,7 +52,6 @@ from greet.transport import (
     HandshakeFailed,
     StreamRefused,
 )
-from greet_service import HelloRequest, NamesList, NoParam
 
 __all__ = [
     "CALL_BACKOFF",
@@ -65,12 +65,11 @@ __all__ = [
 ]
 
 DNS_SCHEME = "dns:///"
-SERVICE = "/greet_service.GreetService/"
-METHODS: dict[str, tuple[str, Cardinality]] = {
-    "unary": (SERVICE + "SayHello", Cardinality.UNARY_UNARY),
-    "server-stream": (SERVICE + "SayHelloServerStreaming", Cardinality.UNARY_STREAM),
-    "client-stream": (SERVICE + "SayHelloClientStreaming", Cardinality.STREAM_UNARY),
-    "bidi": (SERVICE + "SayHelloBidirectionalStreaming", Cardinality.STREAM_STREAM),
+METHOD_OF_KIND = {
+    "unary": "SayHello",
+    "server-stream": "SayHelloServerStreaming",
+    "client-stream": "SayHelloClientStreaming",
+    "bidi": "SayHelloBidirectionalStreaming",
 }
 UNAVAILABLE = "UNAVAILABLE"
 
@@ -242,15 +241,34 @@ Attempt = Callable[[Channel, Deadline | None], Awaitable[int]]
 """One attempt of a call on a channel; returns the messages it streamed."""
 
 
+class Method(NamedTuple):
+    """A GreetService method as the servicer serves it: its path, kind and request class."""
+
+    path: str
+    cardinality: Cardinality
+    request_type: Any
+
+
+def greet_methods() -> dict[str, Method]:
+    """GreetService's methods by name, from the servicer's own method table."""
+    methods = {}
+    for path, handler in GreetService().__mapping__().items():
+        methods[path.rpartition("/")[2]] = Method(path, handler.cardinality, handler.request_type)
+    return methods
+
+
 def make_attempt(options: BenchOptions, metadata: tuple[tuple[str, str], ...]) -> Attempt:
     """The attempt of `options.rpc`, its requests encoded once, here."""
-    path, cardinality = METHODS[options.rpc]
+    methods = greet_methods()
+    path, cardinality, _ = methods[METHOD_OF_KIND[options.rpc]]
+    names_list = methods["SayHelloServerStreaming"].request_type
+    hello_request = methods["SayHelloClientStreaming"].request_type
     data = options.data
     names_lists = itertools.cycle(
-        [bytes(NamesList(names=list(names))) for names in data.names_lists]
+        [bytes(names_list(names=list(names))) for names in data.names_lists]
     )
-    stream = [bytes(HelloRequest(name=name)) for name in data.stream]
-    no_param = bytes(NoParam())
+    stream = [bytes(hello_request(name=name)) for name in data.stream]
+    no_param = bytes(methods["SayHello"].request_type())
     sent = len(stream)
 
     def request(channel: Channel, deadline: Deadline | None) -> ClientStream:
