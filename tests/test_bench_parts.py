@@ -6,9 +6,22 @@ import itertools
 
 import pytest
 
-from greet.client.bench_data import CallData, call_data_from_json, default_call_data
-from greet.client.bench_result import CallLog, CallRecord, LatencySummary, latency_histogram
-from greet.client.bench_schedule import LoadSchedule, load_schedule_from_flags
+from greet.bench import (
+    CALL_BACKOFF,
+    BenchOptions,
+    BenchResult,
+    CallData,
+    CallLog,
+    CallRecord,
+    LatencySummary,
+    LoadSchedule,
+    call_data_from_json,
+    default_call_data,
+    latency_histogram,
+    load_schedule_from_flags,
+    merge_results,
+    split_run,
+)
 
 
 def schedule(kind: str, **flags: float) -> LoadSchedule:
@@ -137,8 +150,8 @@ def test_latency_figures() -> None:
     assert figures.mean == pytest.approx(50.5)
     assert figures.stddev == pytest.approx(28.866, abs=0.001)
     assert LatencySummary.of([]).as_dict() == dict.fromkeys(
-        ["p50", "p90", "p95", "p99", "max", "min", "mean", "stddev"], 0.0
-    )
+        ["p50", "p90", "p95", "p99", "max", "min", "mean", "stddev"]
+    )  # not available: no call succeeded
 
 
 def test_histogram_puts_every_call_in_one_bucket() -> None:
@@ -172,3 +185,39 @@ def test_call_log_keeps_every_call() -> None:
     assert [call.start for call in log.in_start_order()] == [0.1, 0.2, 0.3, 0.5]
     assert log.ok_latencies() == [0.001, 0.003]
     assert CallLog().ok_latencies() == []
+
+
+def test_results_of_several_processes_merge_into_every_call() -> None:
+    options = BenchOptions(requests=10, concurrency=4)
+    first, second = BenchResult(options), BenchResult(options)
+    for index, result in enumerate((first, second, first, second, first)):
+        status = "OK" if index != 3 else "UNAVAILABLE"
+        result.calls.append(CallRecord(index / 10, (index + 1) / 1000, status, 1))
+        result.ok += status == "OK"
+        result.failed += status != "OK"
+    first.elapsed, second.elapsed = 1.0, 1.5
+    first.by_target, second.by_target = {"a:1": 3}, {"a:1": 1, "b:2": 0}
+    merged = merge_results(options, [first, second])
+    assert (merged.ok, merged.failed, merged.elapsed) == (4, 1, 1.5)
+    assert merged.by_target == {"a:1": 4, "b:2": 0}
+    assert merged.ok_latencies() == [0.001, 0.002, 0.003, 0.005]  # the calls, not averages
+    assert merged.errors == {"UNAVAILABLE": 1}
+
+
+def test_a_run_splits_into_shares_that_add_up() -> None:
+    options = BenchOptions(
+        requests=11, concurrency=5, skip_first=3, schedule=LoadSchedule("const", 90.0)
+    )
+    parts = split_run(options, 3)
+    assert [part.concurrency for part in parts] == [2, 2, 1]
+    assert [part.requests for part in parts] == [4, 4, 3]
+    assert [part.skip_first for part in parts] == [1, 1, 1]
+    assert {part.schedule for part in parts} == {LoadSchedule("const", 30.0)}
+    assert len(split_run(BenchOptions(requests=2, concurrency=8, skip_first=1), 4)) == 1
+
+
+def test_backoff_doubles_up_to_its_most() -> None:
+    waits = [0.0]
+    for _ in range(8):
+        waits.append(CALL_BACKOFF.after(waits[-1]))
+    assert waits[1:] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]

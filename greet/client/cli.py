@@ -9,7 +9,7 @@ metadata, retries, pool) go before or after the command. `--target` takes severa
 comma-separated targets (`h1:p1,h2:p2`, `dns:///name:port`) and `--backup` targets used only
 while every target is down; `--tls-ca` turns on TLS (`--tls-cert`/`--tls-key` for mutual TLS),
 `--token-file` sends a bearer token and `--metadata KEY=VALUE` any header with every call.
-`bench` is described in greet.client.bench and greet.client.bench_report.
+`bench` is greet.bench's (docs/bench.md).
 """
 
 from __future__ import annotations
@@ -20,25 +20,21 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from greet._settings import SettingsParser as OneLineErrorParser
 from greet._settings import usage_error_text
+from greet.bench import add_bench_parser, bench_main
 from greet.client import GreetClient
 from greet.client.arguments import UsageError, program_name
-from greet.client.bench import BenchOptions, run_bench
-from greet.client.bench_report import render_report
 from greet.client.cli_flags import (
     DEFAULT_TARGET,
-    add_bench_parser,
     add_connection_flags,
     package_version,
 )
 from greet.client.cli_setup import (
     ClientSetup,
     ConnectionFlagError,
-    bench_options,
     client_setup,
     read_token_file,
 )
@@ -104,27 +100,6 @@ def interrupt_sets(event: asyncio.Event) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGINT)
 
 
-async def run_bench_command(client: GreetClient, args: argparse.Namespace, out: TextIO) -> int:
-    options: BenchOptions = args.bench_options
-    stop = asyncio.Event()
-    with interrupt_sets(stop):
-        result = await run_bench(client, options, None if args.no_progress else sys.stderr, stop)
-    report = render_report(result, args.format, args.connections)
-    report_out: TextIO = args.output_file or out
-    report_out.write(report)
-    report_out.flush()
-    if result.interrupted:
-        print("interrupted: the report covers the calls made so far", file=sys.stderr)
-        return INTERRUPTED
-    if result.failed:
-        statuses = ", ".join(f"{status} {count}" for status, count in sorted(result.errors.items()))
-        print(
-            f"error: {result.failed} of {result.counted} calls failed ({statuses})", file=sys.stderr
-        )
-        return 1
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog=program_name(),
@@ -150,29 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=command, help_prog=sub.prog)
         add_connection_flags(sub, after_command=True)
     bench = add_bench_parser(commands)
-    bench.set_defaults(command=run_bench_command, help_prog=bench.prog)
+    bench.set_defaults(command=bench_main, help_prog=bench.prog)
     return parser
-
-
-def open_output(args: argparse.Namespace) -> TextIO | None:
-    """The `-o FILE` of bench, opened now, so that a path that cannot be written to fails
-    before the run rather than after it."""
-    path: Path | None = getattr(args, "output", None)
-    if path is None:
-        return None
-    try:
-        return path.open("w", encoding="utf-8", newline="")
-    except OSError as error:
-        raise UsageError(
-            f"-o {args.output}: cannot write to it: {error.strerror or error}"
-        ) from None
 
 
 async def run(setup: ClientSetup, args: argparse.Namespace, out: TextIO) -> int:
     command: Command = args.command
     async with setup.client() as client:
-        if command is run_bench_command:  # Ctrl-C stops the run, which then reports
-            return await command(client, args, out)
         status = await until_interrupted(command(client, args, out))
         if status == INTERRUPTED:
             print(INTERRUPTED_TEXT, file=sys.stderr)
@@ -231,17 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.output_file = None
     try:
         setup = client_setup(args)
-        if args.command is run_bench_command:
-            args.bench_options = bench_options(args)
-            args.output_file = open_output(args)
-        try:
-            return run_loop(run(setup, args, sys.stdout))
-        finally:
-            if args.output_file is not None:
-                args.output_file.close()
+        if args.command is bench_main:
+            status: int = bench_main(setup, args, sys.stdout)
+            return status
+        return run_loop(run(setup, args, sys.stdout))
     except ConnectionFlagError as error:  # the program's own flags, wherever they were given
         sys.stderr.write(usage_error_text(args.main_prog, str(error)))
         return 2

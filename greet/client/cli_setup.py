@@ -1,5 +1,5 @@
 """What the client's flags describe, checked before the event loop starts: the GreetClient
-(ClientSetup) with its TLS and token, and a bench run's options and data."""
+(ClientSetup) with its TLS and token."""
 
 from __future__ import annotations
 
@@ -11,16 +11,12 @@ from pathlib import Path
 from greet._settings import build
 from greet.client import GreetClient, PoolOptions, RetryPolicy
 from greet.client.arguments import UsageError
-from greet.client.bench_data import CallData, call_data_from_json, default_call_data
-from greet.client.bench_options import DEFAULT_DURATION, BenchOptions
-from greet.client.bench_schedule import load_schedule_from_flags
-from greet.client.cli_flags import DEFAULT_NAMES_PER_CALL, BenchFlags, ConnectionFlags
+from greet.client.cli_flags import ConnectionFlags
 from greet.client.tls_flags import ssl_context_from_flags
 
 __all__ = [
     "ClientSetup",
     "ConnectionFlagError",
-    "bench_options",
     "client_setup",
     "read_token_file",
 ]
@@ -110,56 +106,3 @@ def token_file_problem(error: OSError | ValueError) -> str:
     if isinstance(error, OSError):
         return f"cannot read it: {error.strerror or error}"
     return "no token in the file (the first line that is not empty or a # comment)"
-
-
-def bench_options(args: argparse.Namespace) -> BenchOptions:
-    """The run the bench flags describe; UsageError naming the flag when one is wrong. Sets
-    `args.format` to the report format asked for."""
-    flags = build(BenchFlags, vars(args))
-    if flags.json and flags.format not in (None, "json"):
-        raise UsageError(f"--json is --format json; it cannot go with --format {flags.format}")
-    args.format = "json" if flags.json else flags.format or "summary"
-    try:
-        schedule = load_schedule_from_flags(
-            flags.load_schedule,
-            rps=flags.rps,
-            start=flags.load_start,
-            step=flags.load_step,
-            step_duration=flags.load_step_duration,
-            end=flags.load_end,
-            max_duration=flags.load_max_duration,
-        )
-        length = flags.duration is not None or flags.requests is not None
-        return BenchOptions(
-            rpc=flags.rpc,
-            duration=flags.duration if length else DEFAULT_DURATION,
-            requests=flags.requests,
-            concurrency=flags.concurrency,
-            data=bench_data(flags),
-            schedule=schedule,
-            skip_first=flags.skip_first,
-            progress_interval=flags.progress_interval,
-        )
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
-def bench_data(flags: BenchFlags) -> CallData:
-    if flags.data is None and flags.data_file is None:
-        count = DEFAULT_NAMES_PER_CALL if flags.names_per_call is None else flags.names_per_call
-        return default_call_data(count)
-    if flags.names_per_call is not None:
-        raise UsageError("--names generates names; with --data or --data-file the JSON has them")
-    if flags.data is not None:
-        flag, text = "--data", flags.data
-    else:
-        assert flags.data_file is not None
-        flag = f"--data-file {flags.data_file}"
-        try:
-            text = flags.data_file.read_text()
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"{flag}: cannot read it: {error}") from None
-    try:
-        return call_data_from_json(flags.rpc, text)
-    except ValueError as error:
-        raise UsageError(f"{flag}: {error}") from None

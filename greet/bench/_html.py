@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from greet.client.bench_result import (
+from greet.bench._result import (
     BenchResult,
     HistogramBucket,
     LatencySummary,
@@ -128,7 +128,9 @@ def html_report(result: BenchResult, connections: int) -> str:
         "<h2>Summary</h2>",
         table(summary),
         "<h2>Latency of successful calls (ms)</h2>",
-        table([(name, f"{value:.3f}") for name, value in latency.items()]),
+        table(
+            [(name, "n/a" if value is None else f"{value:.3f}") for name, value in latency.items()]
+        ),
         "<h2>Latency histogram</h2>",
         histogram_svg(latency_histogram(latencies)) if latencies else "<p>No successful calls.</p>",
         "<h2>Status codes</h2>",

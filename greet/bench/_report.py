@@ -3,15 +3,17 @@
 summary  for people: rate, latency figures, a text histogram, status codes, errors, endpoints
 json     one object; the first six fields are the documented ones and stay:
              {"ok": int, "failed": int, "rps": float,
-              "latency_ms": {"p50", "p90", "p95", "p99", "max", "min", "mean", "stddev"},
+              "latency_ms": {"p50", "p90", "p95", "p99", "max", "min", "mean", "stddev"}
+                  (each null when no call succeeded),
               "errors": {"STATUS": int}, "by_target": {"host:port": int},
          then "rpc", "concurrency", "connections", "load" (the schedule, null when unlimited),
          "elapsed_s", "calls" (counted), "skipped", "interrupted", "msgs_per_s",
+         "client_cpu_us_per_call" (the bench's own CPU per counted call, all its processes),
          "status_codes" ({"OK": int, "STATUS": int}), "error_messages" (the most frequent
          error texts), and "histogram" ([{"from_ms", "to_ms", "count"}], every bucket)
 csv      one row per counted call: start_s, latency_ms, status, messages, error
 html     a self-contained page (inline CSS and SVG, no scripts, nothing fetched) with the
-         figures and a latency histogram chart (greet.client.bench_html)
+         figures and a latency histogram chart (greet.bench._html)
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import csv
 import io
 import json
 
-from greet.client.bench_html import html_report
-from greet.client.bench_result import BenchResult, LatencySummary, latency_histogram
+from greet.bench._html import html_report
+from greet.bench._result import BenchResult, LatencySummary, latency_histogram
 
 __all__ = ["REPORT_FORMATS", "json_report", "render_report", "summary_report"]
 
@@ -60,6 +62,7 @@ def json_report(result: BenchResult, connections: int) -> dict[str, object]:
         "skipped": result.skipped,
         "interrupted": result.interrupted,
         "msgs_per_s": round(result.messages_per_second, 1),
+        "client_cpu_us_per_call": round(result.cpu_per_call * 1e6, 1),
         "status_codes": dict(sorted(result.status_codes.items())),
         "error_messages": dict(result.error_messages.most_common(TOP_ERROR_MESSAGES)),
         "histogram": [
@@ -110,7 +113,7 @@ def summary_report(result: BenchResult, connections: int) -> str:
         f"  ok:      {result.ok}",
         f"  failed:  {result.failed}",
         rate,
-        "Latency (ms): " + "  ".join(f"{key} {value:.3f}" for key, value in latency.items()),
+        "Latency (ms): " + latency_line(latency),
         "Histogram:",
         *histogram_lines(latencies),
         "Status codes:",
@@ -125,6 +128,13 @@ def summary_report(result: BenchResult, connections: int) -> str:
     lines.append("Served by:")
     lines += [f"  {name}: {count}" for name, count in sorted(result.by_target.items())]
     return "\n".join(lines)
+
+
+def latency_line(latency: dict[str, float | None]) -> str:
+    """`p50 0.412  p90 ...`, or `n/a` when no call succeeded (there is no latency to show)."""
+    if any(value is None for value in latency.values()):
+        return "n/a (no call succeeded)"
+    return "  ".join(f"{key} {value:.3f}" for key, value in latency.items())
 
 
 def histogram_lines(latencies: list[float]) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from greet.client.bench_data import CallData, default_call_data
-from greet.client.bench_schedule import LoadSchedule
+from greet.bench._data import CallData, default_call_data
+from greet.bench._schedule import LoadSchedule
 
 __all__ = ["DEFAULT_DURATION", "RPC_KINDS", "BenchOptions"]
 

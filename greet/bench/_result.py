@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from greet.client.bench_options import BenchOptions
+from greet.bench._options import BenchOptions
 
 __all__ = [
     "HISTOGRAM_BUCKETS",
@@ -60,19 +60,42 @@ class CallLog:
         self._error_index: dict[str, int] = {"": 0}
 
     def append(self, call: CallRecord) -> None:
-        status = self._status_index.get(call.status)
+        self.add(call.start, call.latency, call.status, call.messages, call.error)
+
+    def add(self, start: float, latency: float, status: str, messages: int, error: str) -> None:
+        """`append` without a CallRecord to build: one call's fields."""
+        status_index = self._status_index.get(status)
+        if status_index is None:
+            status_index = self._index_of_status(status)
+        self._starts.append(start)
+        self._latencies.append(latency)
+        self._statuses.append(status_index)
+        self._messages.append(messages)
+        self._errors.append(self._index_of_error(error) if error else 0)
+
+    def extend(self, other: CallLog) -> None:
+        """Add `other`'s calls after these."""
+        statuses = [self._index_of_status(name) for name in other._status_names]
+        errors = [self._index_of_error(text) for text in other._error_texts]
+        self._starts.extend(other._starts)
+        self._latencies.extend(other._latencies)
+        self._statuses.extend(statuses[index] for index in other._statuses)
+        self._messages.extend(other._messages)
+        self._errors.extend(errors[index] for index in other._errors)
+
+    def _index_of_status(self, name: str) -> int:
+        status = self._status_index.get(name)
         if status is None:
-            status = self._status_index[call.status] = len(self._status_names)
-            self._status_names.append(call.status)
-        error = self._error_index.get(call.error)
+            status = self._status_index[name] = len(self._status_names)
+            self._status_names.append(name)
+        return status
+
+    def _index_of_error(self, text: str) -> int:
+        error = self._error_index.get(text)
         if error is None:
-            error = self._error_index[call.error] = len(self._error_texts)
-            self._error_texts.append(call.error)
-        self._starts.append(call.start)
-        self._latencies.append(call.latency)
-        self._statuses.append(status)
-        self._messages.append(call.messages)
-        self._errors.append(error)
+            error = self._error_index[text] = len(self._error_texts)
+            self._error_texts.append(text)
+        return error
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -109,6 +132,7 @@ class BenchResult:
 
     options: BenchOptions
     elapsed: float = 0.0
+    cpu: float = 0.0  # CPU seconds the bench's own processes spent while counting
     ok: int = 0
     failed: int = 0
     skipped: int = 0
@@ -124,6 +148,12 @@ class BenchResult:
     def rps(self) -> float:
         """Successful calls per second."""
         return self.ok / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def cpu_per_call(self) -> float:
+        """The bench's own CPU seconds per counted call: what a call costs the load generator
+        (near the server's cost, the bench is measuring itself)."""
+        return self.cpu / self.counted if self.counted else 0.0
 
     @property
     def messages_per_second(self) -> float:
@@ -152,7 +182,8 @@ class BenchResult:
 
 @dataclass(frozen=True)
 class LatencySummary:
-    """Latency figures of the successful calls, in milliseconds (all 0 when there are none).
+    """Latency figures of the successful calls, in milliseconds (`count` 0 when there are none:
+    then the figures are not available, and `as_dict` gives None for each).
 
     Percentiles are nearest-rank; `stddev` is the population standard deviation."""
 
@@ -188,8 +219,9 @@ class LatencySummary:
             max=ms[-1],
         )
 
-    def as_dict(self) -> dict[str, float]:
-        """The figures, rounded to microseconds, in the order of the `--json` `latency_ms`."""
+    def as_dict(self) -> dict[str, float | None]:
+        """The figures, rounded to microseconds, in the order of the `--json` `latency_ms`;
+        None for each when no call succeeded."""
         figures = {
             "p50": self.p50,
             "p90": self.p90,
@@ -200,6 +232,8 @@ class LatencySummary:
             "mean": self.mean,
             "stddev": self.stddev,
         }
+        if not self.count:
+            return dict.fromkeys(figures)
         return {name: round(value, 3) for name, value in figures.items()}
 
 
