@@ -64,7 +64,18 @@ from greet.transport._connection import (
     TokenBucket,
 )
 from greet.transport._engine import MAX_STREAM_ID, ErrorCode, Header, Headers, StreamGone, code_name
+from greet.transport._http1 import Http1Connection
 from greet.transport._server_call import Interceptor, Listening, ServerCall
+from greet.transport._web import (
+    JSON_CODEC,
+    Cors,
+    H2Sink,
+    WebCall,
+    WebKind,
+    h2_request,
+    open_call,
+    send_answer,
+)
 from greet.transport._wire import (
     BadRequestHead,
     RequestHead,
@@ -179,7 +190,7 @@ class ServerConnection(Connection):
         )
         self.server = server
         self.config = config
-        self.calls: dict[int, ServerCall] = {}
+        self.calls: dict[int, ServerCall] = {}  # WebCalls too (Connect and gRPC-Web on HTTP/2)
         self.max_concurrent_streams = config.max_concurrent_streams
         self.max_message_bytes = config.max_message_bytes
         self.eager_calls = config.eager_calls
@@ -305,6 +316,26 @@ class ServerConnection(Connection):
         self.engine.reset_stream(stream_id, code)
         self.want_flush()
 
+    def send_response(
+        self, stream_id: int, headers: list[Header], *, end_stream: bool, request_ended: bool
+    ) -> None:
+        """A web call's response headers (greet.transport._web); StreamGone if it is gone."""
+        self.engine.send_headers(stream_id, headers, end_stream=end_stream)
+        self._pings.forgive()
+        if end_stream and not request_ended:
+            self._reset_after_trailers.append(stream_id)
+        self.want_flush()
+
+    def send_body(
+        self, stream_id: int, data: bytes, *, end_stream: bool, request_ended: bool
+    ) -> None:
+        """A web call's response body; StreamGone if the stream is gone."""
+        self.engine.send_data(stream_id, data, end_stream=end_stream)
+        self._pings.forgive()
+        if end_stream and not request_ended:
+            self._reset_after_trailers.append(stream_id)
+        self.want_flush()
+
     def answer(
         self,
         stream_id: int,
@@ -370,6 +401,9 @@ class ServerConnection(Connection):
         route, timeout = self.server.route(headers)
         rejected = route.rejection
         if rejected is not None:
+            if rejected is WEB:
+                self._web_request(stream_id, headers, end_stream)
+                return
             status, message, http_status = rejected
             self.answer(stream_id, status, message, http_status=http_status, ended=end_stream)
             return
@@ -383,6 +417,19 @@ class ServerConnection(Connection):
         call = ServerCall(self, stream_id, route, deadline, metadata)
         self.calls[stream_id] = call
         call.headers_received(end_stream)
+
+    def _web_request(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        """A Connect or gRPC-Web request, or a CORS preflight (greet.transport._web)."""
+        sink = H2Sink(self, stream_id)
+        opened = open_call(self.server, h2_request(headers), sink)
+        if isinstance(opened, WebCall):
+            self.calls[stream_id] = opened
+            opened.headers_received(end_stream)
+            return
+        try:
+            send_answer(sink, opened, request_ended=end_stream)
+        except StreamGone:
+            pass
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         call = self.calls.get(stream_id)
@@ -462,6 +509,77 @@ class ServerConnection(Connection):
             )
 
 
+# -- the front door ----------------------------------------------------------------------------
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class FrontDoor(asyncio.Protocol):
+    """An accepted connection until its protocol is known: HTTP/2 (a ServerConnection) or
+    HTTP/1.1 (greet.transport._http1); see that module's docstring."""
+
+    def __init__(self, server: TransportServer) -> None:
+        self.server = server
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        if chosen == "h2":
+            self._hand_over(ServerConnection(self.server))
+        elif chosen == "http/1.1":
+            self._hand_over(Http1Connection(self.server))
+        else:
+            timeout = self.server.transport_config.handshake_timeout
+            self._timer = asyncio.get_running_loop().call_later(timeout, self._too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer = self._buffer + data
+        if len(buffer) < len(PREFACE) and PREFACE.startswith(buffer):
+            if len(buffer) < 4:
+                return  # "P" may still be POST, PUT or PATCH
+            self._hand_over(ServerConnection(self.server))
+        elif buffer.startswith(PREFACE):
+            self._hand_over(ServerConnection(self.server))
+        else:
+            self._hand_over(Http1Connection(self.server))
+
+    def _hand_over(self, protocol: ServerConnection | Http1Connection) -> None:
+        transport = self._transport
+        assert transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._done = True
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        self.server.door_opened(self)
+        buffer, self._buffer = self._buffer, b""
+        if buffer:
+            protocol.data_received(buffer)
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        if self._transport is not None:
+            self._transport.close()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._done:
+            self._done = True
+            self.server.connection_closed(self)
+
+
 # -- the server ------------------------------------------------------------------------------
 
 
@@ -469,6 +587,10 @@ BACKLOG = 1024
 
 
 ROUTE_CACHE = 256  # distinct request header blocks remembered (then forgotten all at once)
+
+WEB: tuple[Status, str, bytes] = (Status.OK, "a web request", b"200")
+"""A Route's `rejection` for what greet.transport._web serves (checked by identity, only on the
+path of requests that are not plain gRPC calls, so a gRPC call pays nothing for it)."""
 
 
 class TransportServer(Server):
@@ -497,8 +619,11 @@ class TransportServer(Server):
         self.status_details_codec: StatusDetailsCodecBase | None = status_details_codec
         self.dispatch = self.__dispatch__
         self.listening = Listening(self.__dispatch__)
-        self.connections: set[ServerConnection] = set()
+        self.connections: set[ServerConnection | Http1Connection] = set()
+        self._doors = 0  # accepted sockets whose protocol is not known yet (FrontDoor)
         self._routes: dict[Headers, Route] = {}
+        self._web_routes: dict[tuple[str, WebKind], Route] = {}
+        self.cors = Cors(self.transport_config.cors_allow_origin)
         self.listener: asyncio.Server | None = None
         self._hurry = asyncio.Event()
         self._all_closed = asyncio.Event()
@@ -536,10 +661,16 @@ class TransportServer(Server):
                 f"is {limit}"
             )
             return Route(head, None, (Status.RESOURCE_EXHAUSTED, message, b"200"), None)
+        content_type = head.content_type
+        if (
+            head.method == b"OPTIONS"
+            or (content_type is not None and not content_type.startswith("application/grpc"))
+            or (content_type is not None and content_type.startswith("application/grpc-web"))
+        ):
+            return Route(head, None, WEB, None)  # greet.transport._web
         if head.method != b"POST":
             return Route(head, None, (Status.UNIMPLEMENTED, "gRPC requests use POST", b"405"), None)
-        content_type = head.content_type
-        if content_type is None or not content_type.startswith("application/grpc"):
+        if content_type is None:
             message = f"invalid gRPC request content-type {content_type!r}"
             return Route(head, None, (Status.INVALID_ARGUMENT, message, b"415"), None)
         handler = self.methods.get(head.path)
@@ -550,6 +681,11 @@ class TransportServer(Server):
         reply_encoding = None
         if wanted not in (None, "identity") and wanted in accepted(head.accept_encoding):
             reply_encoding = wanted
+        return self._handled_route(head, handler, reply_encoding, self.codec)
+
+    def _handled_route(
+        self, head: RequestHead, handler: Handler, reply_encoding: str | None, codec: CodecBase
+    ) -> Route:
         route = Route(head, handler, None, reply_encoding)
         route.call_attributes = {
             "route": route,
@@ -557,7 +693,7 @@ class TransportServer(Server):
             "_cardinality": handler.cardinality,
             "_recv_type": handler.request_type,
             "_send_type": handler.reply_type,
-            "_codec": self.codec,
+            "_codec": codec,
             "_status_details_codec": self.status_details_codec,
             "_dispatch": self.dispatch,
             "user_agent": head.user_agent,
@@ -567,13 +703,38 @@ class TransportServer(Server):
         }
         return route
 
-    def connection_factory(self) -> ServerConnection:
-        self._all_closed.clear()
-        return ServerConnection(self)
+    def web_route(self, path: str, kind: WebKind) -> Route | None:
+        """The Route of a Connect or gRPC-Web call of `path` (None: no such method)."""
+        key = (path, kind)
+        route = self._web_routes.get(key)
+        if route is None:
+            handler = self.methods.get(path)
+            if handler is None:
+                return None
+            head = RequestHead(b"POST", path, kind.content_type.decode(), None, None, None, 0, [])
+            route = self._handled_route(
+                head, handler, None, JSON_CODEC if kind.json else self.codec
+            )
+            assert route.call_attributes is not None
+            route.call_attributes["protocol"] = kind.name
+            self._web_routes[key] = route
+        return route
 
-    def connection_closed(self, connection: ServerConnection) -> None:
-        if not self.connections:
+    def connection_factory(self) -> FrontDoor:
+        self._all_closed.clear()
+        self._doors += 1
+        return FrontDoor(self)
+
+    def connection_closed(self, connection: object) -> None:
+        """A connection (or a front door that never handed over) is gone."""
+        if isinstance(connection, FrontDoor):
+            self._doors -= 1
+        if not self.connections and not self._doors:
             self._all_closed.set()
+
+    def door_opened(self, door: FrontDoor) -> None:
+        """A front door handed its socket to a connection (which is in `connections` now)."""
+        self._doors -= 1
 
     async def start(  # type: ignore[override]  # greet listens on a host/port or a socket
         self,
@@ -625,7 +786,7 @@ class TransportServer(Server):
             if call.task is not None and not call.task.done()
         }
 
-    def calls(self) -> list[ServerCall]:
+    def calls(self) -> list[ServerCall]:  # HTTP/2 and HTTP/1.1 connections alike
         return [call for connection in self.connections for call in connection.calls.values()]
 
     def stop_accepting(self) -> None:
