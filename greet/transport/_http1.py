@@ -182,6 +182,11 @@ class Http1Connection(asyncio.Protocol):
             headers,
             False,
         )
+        size = len(event.target) + sum(len(name) + len(value) + 4 for name, value in headers)
+        limit = self.server.transport_config.max_header_list_bytes
+        if size > limit:  # h11 checks only a head still incomplete when a read ends
+            self._answer(plain(431, too_large(limit)), close=True)
+            return
         length = request.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._body_limit:
             answer = oversized(self, request, int(length))
@@ -207,10 +212,7 @@ class Http1Connection(asyncio.Protocol):
         status = error.error_status_hint
         if status == 431 or "too long" in str(error).lower():
             status = 431
-            text = (
-                "request line and headers are larger than the limit "
-                f"(--max-header-list-bytes, {self.server.transport_config.max_header_list_bytes})"
-            )
+            text = too_large(self.server.transport_config.max_header_list_bytes)
         else:
             text = f"malformed HTTP/1.1 request: {error}"
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE) and self._call is None:
@@ -331,6 +333,10 @@ class Http1Connection(asyncio.Protocol):
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.close()
+
+
+def too_large(limit: int) -> str:
+    return f"request line and headers are larger than the limit (--max-header-list-bytes, {limit})"
 
 
 def reason(status: int) -> bytes:
