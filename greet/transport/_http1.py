@@ -8,8 +8,9 @@ the socket to a ServerConnection, anything else to an `Http1Connection`. The han
 so an HTTP/2 connection costs nothing more per call.
 
 `Http1Connection` serves one request at a time, as HTTP/1.1 does: keep-alive, and pipelined
-requests answered in order (h11 holds the next request until the current response is out, and
-the socket is not read meanwhile, so a pipelining client holds a bounded amount of memory).
+requests answered in order (h11 holds the next request until the current response is out; the
+socket is read meanwhile only up to one request's worth, so a pipelining client holds a bounded
+amount of memory). A client that closes or resets the socket mid-call cancels the call's handler.
 Its limits:
 
     request line + header block over --max-header-list-bytes   431, then close
@@ -86,6 +87,8 @@ class Http1Connection(asyncio.Protocol):
         self._idle_limit = config.max_connection_idle or IDLE_TIMEOUT
         # one framed message, base64 for gRPC-Web text: longer bodies are refused unread
         self._body_limit = (config.max_message_bytes + 5) * 4 // 3 + 4
+        self._pipeline_limit = config.max_header_list_bytes + self._body_limit
+        self._reading_paused = False
         self.loop: asyncio.AbstractEventLoop
         self.peer: Peer
 
@@ -108,14 +111,9 @@ class Http1Connection(asyncio.Protocol):
         self._events()
 
     def eof_received(self) -> bool:
-        try:
-            self.h11.receive_data(b"")
-        except RuntimeError:
-            pass
-        self._events()
-        if self._call is None:
-            self.close("the client closed its side")
-        return True  # an answer still in flight goes out; then the connection closes
+        """The client closed its side: a browser that went away. Its call in flight is
+        cancelled (the connection closes), as when the socket is reset."""
+        return False
 
     def pause_writing(self) -> None:
         self.send_blocked = True
@@ -153,8 +151,12 @@ class Http1Connection(asyncio.Protocol):
             if event is h11.NEED_DATA:
                 return
             if event is h11.PAUSED:
-                if self._transport is not None:
-                    self._transport.pause_reading()  # pipelined: wait for the current answer
+                # Pipelined requests wait in h11 until the current answer is out. The socket is
+                # still read (a client that goes away cancels its call) up to a bound.
+                buffered, _ = connection.trailing_data
+                if len(buffered) > self._pipeline_limit and self._transport is not None:
+                    self._transport.pause_reading()
+                    self._reading_paused = True
                 return
             if isinstance(event, h11.Request):
                 self._request(event)
@@ -290,7 +292,8 @@ class Http1Connection(asyncio.Protocol):
             self.close("the connection cannot be reused")
             return
         self._wait_idle()
-        if self._transport is not None:
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
             self._transport.resume_reading()
         self.loop.call_soon(self._events)  # a pipelined request already read
 
