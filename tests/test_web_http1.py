@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import h11
 import pytest
@@ -18,10 +20,11 @@ from google.rpc.error_details_pb2 import BadRequest
 from loopback import StartServer
 from waiting import wait_until
 
-from generated.greet_service import HelloResponse, NamesList
 from greet.client import GreetClient
 from greet.greeting import Limits
 from greet.server import GreetServer
+from greet.transport import TransportConfig
+from greet_service import HelloResponse, NamesList
 
 SERVICE = "/greet_service.GreetService/"
 
@@ -91,10 +94,8 @@ class Http1:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await self.writer.wait_closed()
-        except OSError:
-            pass
 
 
 def post(
@@ -201,7 +202,7 @@ async def test_connect_rich_error_details_in_the_end_of_stream(
     reply = await exchange(
         server, post("SayHelloServerStreaming", body, "application/connect+json")
     )
-    (flags, data), = frames(reply.body)
+    ((flags, data),) = frames(reply.body)
     assert flags == 0x02
     error = json.loads(data)["error"]
     assert error["code"] == "invalid_argument"
@@ -240,7 +241,15 @@ async def test_connect_rich_error_details_in_the_end_of_stream(
             "unimplemented",
         ),
     ],
-    ids=["bad-json", "not-an-object", "no-method", "bad-timeout", "version", "encoding", "h1-client-stream"],
+    ids=[
+        "bad-json",
+        "not-an-object",
+        "no-method",
+        "bad-timeout",
+        "version",
+        "encoding",
+        "h1-client-stream",
+    ],
 )
 async def test_connect_errors_with_http_status_and_the_server_keeps_serving(
     server: GreetServer, raw: bytes, status: int, code: str
@@ -250,7 +259,7 @@ async def test_connect_errors_with_http_status_and_the_server_keeps_serving(
     reply = await client.reply()
     assert reply.status == status
     if status == 200:  # a streaming call's error is in its end-of-stream message
-        (flags, data), = frames(reply.body)
+        ((flags, data),) = frames(reply.body)
         assert flags == 0x02
         assert json.loads(data)["error"]["code"] == code
     else:
@@ -283,7 +292,7 @@ async def test_bad_envelope_gets_the_protocol_error(server: GreetServer) -> None
     reply = await exchange(
         server, post("SayHelloServerStreaming", body, "application/connect+json")
     )
-    (flags, data), = frames(reply.body)
+    ((flags, data),) = frames(reply.body)
     assert flags == 0x02
     assert json.loads(data)["error"]["code"] == "internal"
     truncated = envelope(b'{"names": []}')[:-3]
@@ -463,9 +472,7 @@ async def test_cors_preflight_allowed_and_denied(start_server: StartServer) -> N
     client.send(preflight("http://evil.example"))
     denied = await client.reply()
     assert "access-control-allow-origin" not in denied.headers
-    client.send(
-        post("SayHello", b"{}", "application/json", {"Origin": "http://page.example:8000"})
-    )
+    client.send(post("SayHello", b"{}", "application/json", {"Origin": "http://page.example:8000"}))
     reply = await client.reply()
     assert reply.headers["access-control-allow-origin"] == "http://page.example:8000"
     assert "grpc-status-details-bin" in reply.headers["access-control-expose-headers"]
@@ -481,11 +488,7 @@ async def test_no_cors_by_default(server: GreetServer) -> None:
     assert "access-control-allow-origin" not in reply.headers
 
 
-def server_transport(**fields: object) -> object:
-    from dataclasses import replace
-
-    from greet.transport import TransportConfig
-
+def server_transport(**fields: Any) -> TransportConfig:
     return replace(TransportConfig(), **fields)
 
 
@@ -516,7 +519,7 @@ async def test_deadline_from_connect_timeout_ms(start_server: StartServer) -> No
             {"Connect-Timeout-Ms": "50"},
         ),
     )
-    (flags, data), = frames(reply.body)
+    ((_flags, data),) = frames(reply.body)
     assert json.loads(data)["error"]["code"] == "deadline_exceeded"
 
 

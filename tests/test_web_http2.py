@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, PingFrame, RstStreamFrame
 from raw_http2 import RawPeer, data, window_update
 
-from generated.greet_service import HelloResponse, NamesList
 from greet.server import GreetServer
+from greet_service import HelloResponse, NamesList
 
 SERVICE = "/greet_service.GreetService/"
 
@@ -37,9 +37,9 @@ def frames(body: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def head(method: str, content_type: str, extra: list[tuple[str, str]] | None = None) -> list[
-    tuple[str, str]
-]:
+def head(
+    method: str, content_type: str, extra: list[tuple[str, str]] | None = None
+) -> list[tuple[str, str]]:
     return [
         (":method", "POST"),
         (":scheme", "http"),
@@ -93,7 +93,9 @@ async def call(
     peer = await RawPeer.connect(server.target)
     try:
         stream_id = peer.new_stream()
-        peer.write(peer.headers(stream_id, head(method, content_type, extra), end_stream=not bodies))
+        peer.write(
+            peer.headers(stream_id, head(method, content_type, extra), end_stream=not bodies)
+        )
         for index, body in enumerate(bodies):
             peer.write(data(stream_id, body, end_stream=index == len(bodies) - 1))
         return await reply(peer, stream_id)
@@ -134,7 +136,9 @@ async def test_connect_client_streaming_over_h2(server: GreetServer) -> None:
 async def test_connect_bidi_over_h2_replies_as_requests_arrive(server: GreetServer) -> None:
     peer = await RawPeer.connect(server.target)
     stream_id = peer.new_stream()
-    peer.write(peer.headers(stream_id, head("SayHelloBidirectionalStreaming", "application/connect+json")))
+    peer.write(
+        peer.headers(stream_id, head("SayHelloBidirectionalStreaming", "application/connect+json"))
+    )
     peer.write(data(stream_id, envelope(b'{"name": "Ann"}')))
     first = b""
     while len(first) < 5 or len(first) < 5 + struct.unpack(">I", first[1:5])[0]:
@@ -153,7 +157,7 @@ async def test_connect_bidi_over_h2_replies_as_requests_arrive(server: GreetServ
 
 async def test_grpc_web_over_h2(server: GreetServer) -> None:
     got = await call(server, "SayHello", "application/grpc-web+proto", [envelope(b"")])
-    (f1, message), (f2, trailers) = frames(got.body)
+    (_f1, message), (f2, trailers) = frames(got.body)
     assert HelloResponse().parse(message).message == "Hello"
     assert (f2, trailers) == (0x80, b"grpc-status: 0\r\n")
     refused = await call(server, "SayHelloClientStreaming", "application/grpc-web", [envelope(b"")])

@@ -29,6 +29,7 @@ call, UNAVAILABLE). A client that goes away mid-call cancels its handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -205,10 +206,8 @@ class Http1Connection(asyncio.Protocol):
     def _answer(self, answer: Answer, *, close: bool) -> None:
         if close:
             answer.headers.append((b"connection", b"close"))
-        try:
+        with contextlib.suppress(StreamGone):
             send_answer(self, answer)
-        except StreamGone:
-            pass
 
     def _bad_request(self, error: h11.RemoteProtocolError) -> None:
         status = error.error_status_hint
@@ -219,10 +218,8 @@ class Http1Connection(asyncio.Protocol):
             text = f"malformed HTTP/1.1 request: {error}"
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE) and self._call is None:
             answer = plain(status, text, [(b"connection", b"close")])
-            try:
+            with contextlib.suppress(StreamGone):
                 send_answer(self, answer)
-            except StreamGone:
-                pass
         self.close(text)
 
     # -- the Sink of its call (greet.transport._web) -------------------------------------------

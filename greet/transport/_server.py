@@ -42,12 +42,13 @@ RST_STREAM NO_ERROR after its trailers (the gRPC way to say "stop sending").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
 import ssl as ssl_module
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from grpclib.const import Handler, Status
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
@@ -426,10 +427,8 @@ class ServerConnection(Connection):
             self.calls[stream_id] = opened
             opened.headers_received(end_stream)
             return
-        try:
+        with contextlib.suppress(StreamGone):
             send_answer(sink, opened, request_ended=end_stream)
-        except StreamGone:
-            pass
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         call = self.calls.get(stream_id)
@@ -526,7 +525,7 @@ class FrontDoor(asyncio.Protocol):
         self._done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast("asyncio.Transport", transport)  # uvloop's are not asyncio's classes
         self._transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
         chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None

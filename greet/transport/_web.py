@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,7 +48,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import betterproto
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from google.protobuf.message import Message as ProtobufMessage
 from google.rpc.status_pb2 import Status as RpcStatus
 from grpclib.const import Cardinality, Status
 from grpclib.encoding.base import CodecBase
@@ -67,8 +67,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONNECT_CODES",
-    "JSON_CODEC",
     "CONNECT_HTTP_STATUS",
+    "JSON_CODEC",
     "Cors",
     "H2Sink",
     "JsonCodec",
@@ -163,7 +163,7 @@ JSON_CODEC = JsonCodec()
 
 # -- errors ----------
 
-CONNECT_CODES = {
+CONNECT_CODES: dict[Status, str] = {
     status: "canceled" if status is Status.CANCELLED else status.name.lower()
     for status in Status
     if status is not Status.OK
@@ -391,9 +391,13 @@ def request_head(request: WebRequest, kind: WebKind) -> RequestHead:
         size += len(name) + len(value) + 32
         if name == b"user-agent" or (name == b"x-user-agent" and user_agent is None):
             user_agent = value.decode("ascii", "replace")
-        elif name[:1] != b":" and name not in NOT_METADATA and name[:8] != b"connect-":
-            if name[:4] != b"sec-":
-                fields.append((name, value))
+        elif (
+            name[:1] != b":"
+            and name not in NOT_METADATA
+            and name[:8] != b"connect-"
+            and name[:4] != b"sec-"
+        ):
+            fields.append((name, value))
     return RequestHead(
         request.method,
         request.path,
@@ -732,10 +736,8 @@ class WebExchange:
     ) -> None:
         """A refusal before the handler ran (a limit, a bad body, shutdown)."""
         headers = [(b"grpc-status", str(status.value).encode()), (b"grpc-message", quote(message))]
-        try:
+        with contextlib.suppress(StreamGone):
             self.send_trailers(stream_id, headers, trailers_only=True, request_ended=ended)
-        except StreamGone:
-            pass
 
 
 class WebCall(ServerCall):
