@@ -23,6 +23,7 @@ from waiting import wait_until
 from greet.client import GreetClient
 from greet.greeting import Limits
 from greet.server import GreetServer
+from greet.server.config import parse_config
 from greet.transport import TransportConfig
 from greet_service import HelloResponse, NamesList
 
@@ -279,11 +280,13 @@ async def test_wrong_content_type_and_method_get_http_errors(server: GreetServer
     assert "application/json" in reply.headers["accept-post"]
     client.send(post("SayHelloServerStreaming", b"{}", "application/json"))
     assert (await client.reply()).status == 415  # a streaming method takes connect+json
+    client.send(post("SayHello", b"{}", "application/json"))
+    assert (await client.reply()).status == 200  # the same connection goes on
     client.send(b"GET / HTTP/1.1\r\nHost: greet\r\n\r\n")
     reply = await client.reply()
     assert reply.status == 405
-    client.send(post("SayHello", b"{}", "application/json"))
-    assert (await client.reply()).status == 200
+    assert reply.headers["connection"] == "close"  # not a Connect or gRPC-Web client
+    assert await client.closed()
     await client.close()
 
 
@@ -336,10 +339,12 @@ async def test_oversized_header_block_gets_431(server: GreetServer) -> None:
 
 async def test_malformed_request_line_gets_400(server: GreetServer) -> None:
     client = await Http1.connect(server)
-    client.send(b"HELLO\r\n\r\n")
+    client.send(b"POST /x HTTP/1.1\r\nno colon in this header\r\n\r\n")
     reply = await client.reply()
     assert reply.status == 400
+    assert await client.closed()
     await client.close()
+    assert (await exchange(server, post("SayHello", b"{}", "application/json"))).status == 200
 
 
 # -- gRPC-Web ---------------------------------------------------------------------------------
@@ -481,6 +486,24 @@ async def test_cors_preflight_allowed_and_denied(start_server: StartServer) -> N
     assert reply.status == 200  # the browser, not the server, withholds it from the page
     assert "access-control-allow-origin" not in reply.headers
     await client.close()
+
+
+def test_cors_origins_from_flags_and_the_variable() -> None:
+    flags = parse_config(
+        [
+            "--cors-allow-origin",
+            "http://a.example",
+            "--cors-allow-origin",
+            "https://b.example:8443",
+        ],
+        environ={},
+    )
+    assert flags.transport.cors_allow_origin == ("http://a.example", "https://b.example:8443")
+    variable = parse_config([], environ={"GREET_CORS_ALLOW_ORIGIN": "http://a.example, *"})
+    assert variable.transport.cors_allow_origin == ("http://a.example", "*")
+    assert parse_config([], environ={}).transport.cors_allow_origin == ()
+    with pytest.raises(SystemExit):
+        parse_config(["--cors-allow-origin", "not an origin"], environ={})
 
 
 async def test_no_cors_by_default(server: GreetServer) -> None:

@@ -197,7 +197,7 @@ class Http1Connection(asyncio.Protocol):
             return
         opened = open_call(self.server, request, self)
         if isinstance(opened, Answer):
-            self._answer(opened, close=False)
+            self._answer(opened, close=False)  # (or with its own `connection: close`)
             return
         self._call = opened
         self.calls[STREAM_ID] = opened

@@ -511,6 +511,7 @@ class ServerConnection(Connection):
 # -- the front door ----------------------------------------------------------------------------
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+METHOD_MAX = 20  # an HTTP/1.1 request line starts with a method: upper-case letters, a space
 
 
 class FrontDoor(asyncio.Protocol):
@@ -539,15 +540,18 @@ class FrontDoor(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer = self._buffer + data
-        if len(buffer) < len(PREFACE) and PREFACE.startswith(buffer):
+        if buffer.startswith(PREFACE[: min(len(buffer), len(PREFACE))]):
             if len(buffer) < 4:
                 return  # "P" may still be POST, PUT or PATCH
             self._hand_over(ServerConnection(self.server))
-        elif buffer.startswith(PREFACE):
-            self._hand_over(ServerConnection(self.server))
-        else:
+            return
+        space = buffer.find(b" ", 0, METHOD_MAX + 1)
+        if space == -1 and len(buffer) <= METHOD_MAX and buffer.isalpha() and buffer.isupper():
+            return  # a request method so far
+        if space > 0 and buffer[:space].isalpha() and buffer[:space].isupper():
             self._hand_over(Http1Connection(self.server))
-
+        else:  # neither: the HTTP/2 engine refuses it (GOAWAY PROTOCOL_ERROR) and closes
+            self._hand_over(ServerConnection(self.server))
     def _hand_over(self, protocol: ServerConnection | Http1Connection) -> None:
         transport = self._transport
         assert transport is not None

@@ -452,11 +452,11 @@ def refuse(
     server: TransportServer, request: WebRequest, extra: list[Header]
 ) -> Answer | tuple[WebKind, Route, Deadline | None, RequestHead]:
     """Why a request gets no call (an Answer), or what its call is made of."""
-    if request.method != b"POST":
+    if request.method != b"POST":  # not a client of greet's: the connection closes
         return plain(
             405,
             "greet serves POST (Connect, gRPC-Web, gRPC) and OPTIONS (CORS preflights)",
-            [(b"allow", b"POST, OPTIONS")],
+            [(b"allow", b"POST, OPTIONS"), (b"connection", b"close")],
         )
     content_type = request.get(b"content-type")
     kind = classify(None if content_type is None else content_type.decode("latin-1"))
