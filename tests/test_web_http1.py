@@ -17,14 +17,19 @@ from typing import Any
 import h11
 import pytest
 from google.rpc.error_details_pb2 import BadRequest
-from loopback import StartServer
+from grpclib.const import Cardinality, Status
+from loopback import StartServer, bound_socket
+from prometheus_client import CollectorRegistry
 from waiting import wait_until
 
 from greet.client import GreetClient
 from greet.greeting import Limits
+from greet.middleware import CallObserver
+from greet.middleware.metrics import ServerMetrics
 from greet.server import GreetServer
 from greet.server.config import parse_config
-from greet.transport import TransportConfig
+from greet.service import GreetService
+from greet.transport import ServerCall, TransportConfig, TransportServer
 from greet_service import HelloResponse, NamesList
 
 SERVICE = "/greet_service.GreetService/"
@@ -53,7 +58,10 @@ class Http1:
 
     @classmethod
     async def connect(cls, server: GreetServer) -> Http1:
-        host, port = server.address
+        return await cls.connect_to(*server.address)
+
+    @classmethod
+    async def connect_to(cls, host: str, port: int) -> Http1:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer)
 
@@ -583,3 +591,79 @@ async def test_drain_finishes_the_call_in_flight_with_connection_close(
     await stopping
     await idle.close()
     await busy.close()
+
+
+# -- interceptors and metrics see web calls ---------------------------------------------------
+
+
+class Seen(CallObserver):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Cardinality, Status, str | None, int, int]] = []
+
+    def ended(self, call: ServerCall, status: Status) -> None:
+        self.calls.append(
+            (
+                call.protocol,
+                call.method,
+                call.kind,
+                status,
+                call.metadata.get("x-trace"),
+                call.messages_received,
+                call.messages_sent,
+            )
+        )
+
+
+async def test_interceptors_and_metrics_see_each_protocol() -> None:
+    registry = CollectorRegistry()
+    seen = Seen()
+    metrics = ServerMetrics(registry)
+    grpc_server = TransportServer([GreetService()], interceptors=[metrics, seen])
+    await grpc_server.start(sock=bound_socket())
+    try:
+        host, port = grpc_server.address
+        client = await Http1.connect_to(host, port)
+        client.send(post("SayHello", b"{}", "application/json", {"X-Trace": "abc"}))
+        await client.reply()
+        client.send(
+            post(
+                "SayHelloServerStreaming",
+                envelope(bytes(NamesList(names=["A", "B"]))),
+                "application/grpc-web",
+            )
+        )
+        await client.reply()
+        await client.close()
+        async with GreetClient(f"{host}:{port}") as grpc_client:
+            await grpc_client.say_hello()
+        await wait_until(lambda: len(seen.calls) == 3, "three calls observed")
+        assert seen.calls == [
+            ("connect", SERVICE + "SayHello", Cardinality.UNARY_UNARY, Status.OK, "abc", 1, 1),
+            (
+                "grpc-web",
+                SERVICE + "SayHelloServerStreaming",
+                Cardinality.UNARY_STREAM,
+                Status.OK,
+                None,
+                1,
+                2,
+            ),
+            ("grpc", SERVICE + "SayHello", Cardinality.UNARY_UNARY, Status.OK, None, 1, 1),
+        ]
+
+        def started(protocol: str, method: str) -> float | None:
+            return registry.get_sample_value(
+                "greet_server_protocol_started_total",
+                {
+                    "protocol": protocol,
+                    "grpc_service": "greet_service.GreetService",
+                    "grpc_method": method,
+                },
+            )
+
+        assert started("connect", "SayHello") == 1
+        assert started("grpc", "SayHello") == 1
+        assert started("grpc-web", "SayHelloServerStreaming") == 1
+    finally:
+        grpc_server.close()
+        await grpc_server.wait_closed()
