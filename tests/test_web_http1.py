@@ -601,13 +601,16 @@ class Seen(CallObserver):
         self.calls: list[tuple[str, str, Cardinality, Status, str | None, int, int]] = []
 
     def ended(self, call: ServerCall, status: Status) -> None:
+        assert call.metadata is not None
+        trace = call.metadata.get("x-trace")
+        assert trace is None or isinstance(trace, str)
         self.calls.append(
             (
                 call.protocol,
                 call.method,
                 call.kind,
                 status,
-                call.metadata.get("x-trace"),
+                trace,
                 call.messages_received,
                 call.messages_sent,
             )

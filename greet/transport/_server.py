@@ -12,6 +12,11 @@ does (grpclib's `close` cancels every call at once and never sends GOAWAY):
 2. wait for the calls in flight, up to the grace period (or until `hurry()`, a second signal);
 3. end what is left with UNAVAILABLE, and close every connection.
 
+Every accepted socket first meets a `FrontDoor`: ALPN (with TLS) or the first bytes (the HTTP/2
+preface, or an HTTP/1.1 request line) hand it to a ServerConnection or to an HTTP/1.1 connection
+for browsers' Connect and gRPC-Web calls (greet.transport._http1); both are in `connections`
+and drain alike.
+
 `ServerConnection` is the server role on the shared connection core (greet.transport._connection).
 It turns request headers into calls (greet.transport._server_call), hands DATA to them, and applies
 the limits that are the connection's to apply, on both engines alike (each answers what grpc-go
@@ -24,7 +29,9 @@ and grpcio answer):
     PINGs against the keepalive policy             GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
     a protocol error, or an engine limit           GOAWAY with the error code, then close
     unknown method                                 UNIMPLEMENTED, with content-type
-    not POST / not application/grpc                HTTP 405 / 415 with a gRPC status
+    not POST / no content-type                     HTTP 405 / 415 with a gRPC status
+    another content-type, or OPTIONS               Connect, gRPC-Web or a CORS preflight
+                                                   (greet.transport._web)
     bad grpc-timeout                               INTERNAL
     a peer that stops reading                      senders wait (bounded buffers); ACKs of
                                                    PINGs and SETTINGS are bounded too
@@ -552,6 +559,7 @@ class FrontDoor(asyncio.Protocol):
             self._hand_over(Http1Connection(self.server))
         else:  # neither: the HTTP/2 engine refuses it (GOAWAY PROTOCOL_ERROR) and closes
             self._hand_over(ServerConnection(self.server))
+
     def _hand_over(self, protocol: ServerConnection | Http1Connection) -> None:
         transport = self._transport
         assert transport is not None
@@ -650,6 +658,8 @@ class TransportServer(Server):
         route = self._routes.get(key)
         if route is None:
             route = self._new_route(read_request_head(headers))
+            if route.rejection is WEB:
+                return route, timeout  # not kept: a browser's header blocks vary call by call
             if len(self._routes) >= ROUTE_CACHE:
                 self._routes.clear()
             self._routes[key] = route
@@ -723,7 +733,8 @@ class TransportServer(Server):
             self._web_routes[key] = route
         return route
 
-    def connection_factory(self) -> FrontDoor:
+    def connection_factory(self) -> asyncio.Protocol:
+        """The protocol of an accepted socket: a FrontDoor, which hands it on."""
         self._all_closed.clear()
         self._doors += 1
         return FrontDoor(self)
