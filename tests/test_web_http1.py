@@ -444,6 +444,19 @@ async def test_keep_alive_and_pipelining_answer_in_order(server: GreetServer) ->
     await client.close()
 
 
+async def test_expect_100_continue_gets_continue_then_the_answer(server: GreetServer) -> None:
+    client = await Http1.connect(server)
+    head, _, _ = post("SayHello", b"{}", "application/json", {"Expect": "100-continue"}).partition(
+        b"\r\n\r\n"
+    )
+    client.send(head + b"\r\n\r\n")
+    interim = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 20)
+    assert interim.startswith(b"HTTP/1.1 100")
+    client.send(b"{}")
+    assert (await client.reply()).json() == {"message": "Hello"}
+    await client.close()
+
+
 async def test_grpc_and_http1_on_the_same_port(server: GreetServer) -> None:
     async with GreetClient(server.target) as grpc_client:
         assert (await grpc_client.say_hello()).message == "Hello"

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, PingFrame, RstStreamFrame
+from loopback import StartServer
 from raw_http2 import RawPeer, data, window_update
 
 from greet.server import GreetServer
+from greet.transport import TransportConfig
 from greet_service import HelloResponse, NamesList
 
 SERVICE = "/greet_service.GreetService/"
@@ -187,3 +189,27 @@ async def test_grpc_still_answers_wrong_content_type_the_grpc_way(server: GreetS
     answer = await peer.response(stream_id)
     assert answer.grpc_status == 0
     await peer.close()
+
+
+async def test_get_over_h2_gets_405_without_connection_headers(server: GreetServer) -> None:
+    peer = await RawPeer.connect(server.target)
+    stream_id = peer.new_stream()
+    request = [(k, "GET" if k == ":method" else v) for k, v in head("SayHello", "application/json")]
+    peer.write(peer.headers(stream_id, request, end_stream=True))
+    got = await reply(peer, stream_id)
+    assert got.headers[":status"] == "405"
+    assert "connection" not in got.headers
+    follow = peer.new_stream()
+    peer.write(peer.headers(follow, head("SayHello", "application/json"), end_stream=True))
+    assert json.loads((await reply(peer, follow)).body) == {"message": "Hello"}
+    await peer.close()
+
+
+async def test_oversized_connect_body_over_h2(start_server: StartServer) -> None:
+    server = await start_server(transport=replace(TransportConfig(), max_message_bytes=1024))
+    got = await call(server, "SayHello", "application/json", [b"{" + b" " * 2000 + b"}"])
+    assert got.headers[":status"] == "429"
+    assert json.loads(got.body)["code"] == "resource_exhausted"
+    assert json.loads((await call(server, "SayHello", "application/json", [b"{}"])).body) == {
+        "message": "Hello"
+    }

@@ -195,6 +195,9 @@ class Http1Connection(asyncio.Protocol):
             answer = oversized(self, request, int(length))
             self._answer(answer, close=True)
             return
+        if self.h11.they_are_waiting_for_100_continue:  # curl, for bodies over 1 KiB
+            with contextlib.suppress(StreamGone):
+                self._send(h11.InformationalResponse(status_code=100, headers=[]))
         opened = open_call(self.server, request, self)
         if isinstance(opened, Answer):
             self._answer(opened, close=False)  # (or with its own `connection: close`)

@@ -833,6 +833,10 @@ def decode_base64_pieces(data: bytes) -> bytes:
     return b"".join(pieces)
 
 
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"})
+"""HTTP/1.1 header fields HTTP/2 forbids (RFC 9113 section 8.2.2)."""
+
+
 class H2Sink:
     """One HTTP/2 stream of a ServerConnection, as a web call's Sink."""
 
@@ -853,7 +857,10 @@ class H2Sink:
     ) -> None:
         self.connection.send_response(
             self.stream_id,
-            [(b":status", str(status).encode()), *headers],
+            [
+                (b":status", str(status).encode()),
+                *[header for header in headers if header[0] not in HOP_BY_HOP],
+            ],
             end_stream=end,
             request_ended=request_ended,
         )
