@@ -683,3 +683,28 @@ async def test_interceptors_and_metrics_see_each_protocol() -> None:
     finally:
         grpc_server.close()
         await grpc_server.wait_closed()
+
+
+async def test_shutdown_closes_sockets_that_sent_nothing_yet(start_server: StartServer) -> None:
+    server = await start_server()
+    host, port = server.address
+    reader, writer = await asyncio.open_connection(host, port)
+    await wait_until(lambda: server.drain.undecided == 1, "accepted, no protocol yet")
+    await server.drain.shutdown(grace=30.0)
+    assert await asyncio.wait_for(reader.read(), 20) == b""
+    writer.close()
+
+
+async def test_grace_over_ends_an_http1_call_with_unavailable(start_server: StartServer) -> None:
+    server = await start_server(work_delay=60.0)
+    client = await Http1.connect(server)
+    client.send(
+        post("SayHelloServerStreaming", envelope(b'{"names": ["A"]}'), "application/connect+json")
+    )
+    await wait_until(lambda: bool(server.drain.in_flight()), "the call runs")
+    stopping = asyncio.ensure_future(server.drain.shutdown(grace=0.05))
+    reply = await client.reply()
+    ((_, data),) = frames(reply.body)
+    assert json.loads(data)["error"]["code"] == "unavailable"
+    await stopping
+    await client.close()

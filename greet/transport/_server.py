@@ -576,7 +576,11 @@ class FrontDoor(asyncio.Protocol):
 
     def _too_slow(self) -> None:
         self._timer = None
-        if self._transport is not None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket (no protocol yet: the handshake timed out, or the server stops)."""
+        if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
     def eof_received(self) -> bool:
@@ -631,7 +635,7 @@ class TransportServer(Server):
         self.dispatch = self.__dispatch__
         self.listening = Listening(self.__dispatch__)
         self.connections: set[ServerConnection | Http1Connection] = set()
-        self._doors = 0  # accepted sockets whose protocol is not known yet (FrontDoor)
+        self._doors: set[FrontDoor] = set()  # accepted sockets whose protocol is not known yet
         self._routes: dict[Headers, Route] = {}
         self._web_routes: dict[tuple[str, WebKind], Route] = {}
         self.cors = Cors(self.transport_config.cors_allow_origin)
@@ -736,19 +740,25 @@ class TransportServer(Server):
     def connection_factory(self) -> asyncio.Protocol:
         """The protocol of an accepted socket: a FrontDoor, which hands it on."""
         self._all_closed.clear()
-        self._doors += 1
-        return FrontDoor(self)
+        door = FrontDoor(self)
+        self._doors.add(door)
+        return door
 
     def connection_closed(self, connection: object) -> None:
         """A connection (or a front door that never handed over) is gone."""
         if isinstance(connection, FrontDoor):
-            self._doors -= 1
+            self._doors.discard(connection)
         if not self.connections and not self._doors:
             self._all_closed.set()
 
+    @property
+    def undecided(self) -> int:
+        """Accepted sockets whose protocol is not known yet (nothing read from them so far)."""
+        return len(self._doors)
+
     def door_opened(self, door: FrontDoor) -> None:
         """A front door handed its socket to a connection (which is in `connections` now)."""
-        self._doors -= 1
+        self._doors.discard(door)
 
     async def start(  # type: ignore[override]  # greet listens on a host/port or a socket
         self,
@@ -819,6 +829,8 @@ class TransportServer(Server):
         connections = list(self.connections)
         for connection in connections:
             connection.begin_drain()
+        for door in list(self._doors):  # nothing sent yet: nothing to finish
+            door.close()
         server_log.info(
             "draining: stopped accepting connections; GOAWAY sent on %d; %d calls in flight "
             "get up to %gs",
@@ -866,6 +878,8 @@ class TransportServer(Server):
         if self.listener is None:
             raise RuntimeError("Server is not started")
         self.stop_accepting()
+        for door in list(self._doors):
+            door.close()
         for connection in list(self.connections):
             connection.final_goaway_now()
             connection.end_calls("server closed")
