@@ -40,16 +40,8 @@ from grpclib.protocol import Peer
 
 from greet.transport._connection import batching_transport
 from greet.transport._engine import Header, StreamGone
-from greet.transport._web import (
-    Answer,
-    WebCall,
-    WebRequest,
-    classify,
-    open_call,
-    plain,
-    refusal,
-    send_answer,
-)
+from greet.transport._web import Answer, WebCall, WebRequest, open_call, plain, refusal, send_answer
+from greet.transport._web_wire import classify
 
 if TYPE_CHECKING:
     from greet.transport._connection import Writer

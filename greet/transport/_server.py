@@ -74,16 +74,8 @@ from greet.transport._connection import (
 from greet.transport._engine import MAX_STREAM_ID, ErrorCode, Header, Headers, StreamGone, code_name
 from greet.transport._http1 import Http1Connection
 from greet.transport._server_call import Interceptor, Listening, ServerCall
-from greet.transport._web import (
-    JSON_CODEC,
-    Cors,
-    H2Sink,
-    WebCall,
-    WebKind,
-    h2_request,
-    open_call,
-    send_answer,
-)
+from greet.transport._web import H2Sink, WebCall, h2_request, open_call, send_answer
+from greet.transport._web_wire import JSON_CODEC, Cors, WebKind
 from greet.transport._wire import (
     BadRequestHead,
     RequestHead,
