@@ -708,3 +708,14 @@ async def test_grace_over_ends_an_http1_call_with_unavailable(start_server: Star
     assert json.loads(data)["error"]["code"] == "unavailable"
     await stopping
     await client.close()
+
+
+async def test_a_long_server_stream_arrives_whole_and_in_order(server: GreetServer) -> None:
+    names = [f"name{index}" for index in range(5000)]
+    body = envelope(json.dumps({"names": names}).encode())
+    reply = await exchange(
+        server, post("SayHelloServerStreaming", body, "application/connect+json")
+    )
+    got = frames(reply.body)
+    assert [json.loads(data)["message"] for _, data in got[:-1]] == [f"Hello {n}" for n in names]
+    assert got[-1] == (0x02, b"{}")

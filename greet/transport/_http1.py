@@ -54,6 +54,7 @@ log = logging.getLogger("greet.transport")
 
 IDLE_TIMEOUT = 300.0  # seconds an HTTP/1.1 connection may wait for its next request
 STREAM_ID = 1  # the one call of an HTTP/1.1 connection
+FLUSH_AT = 64 * 1024  # response bytes held for one write at most (then the socket's own buffer)
 
 
 class Http1Connection(asyncio.Protocol):
@@ -75,6 +76,9 @@ class Http1Connection(asyncio.Protocol):
         self._call: WebCall | None = None
         self._discarding = False  # the response is out before the request's body ended
         self._writer: Writer | None = None
+        self._out: list[bytes] = []  # response bytes not yet written (`_sent`)
+        self._flush_scheduled = False
+        self._out_size = 0
         self._transport: asyncio.Transport | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._idle_limit = config.max_connection_idle or IDLE_TIMEOUT
@@ -190,6 +194,7 @@ class Http1Connection(asyncio.Protocol):
         if self.h11.they_are_waiting_for_100_continue:  # curl, for bodies over 1 KiB
             with contextlib.suppress(StreamGone):
                 self._send(h11.InformationalResponse(status_code=100, headers=[]))
+                self._flush()
         opened = open_call(self.server, request, self)
         if isinstance(opened, Answer):
             self._answer(opened, close=False)  # (or with its own `connection: close`)
@@ -225,16 +230,12 @@ class Http1Connection(asyncio.Protocol):
         if self.draining:
             headers = [*headers, (b"connection", b"close")]
         self._send(h11.Response(status_code=status, headers=headers, reason=reason(status)))
-        if end:
-            self._send(h11.EndOfMessage())
-            self._response_done()
+        self._sent(end)
 
     def write(self, data: bytes, *, end: bool, request_ended: bool = True) -> None:
         if data:
             self._send(h11.Data(data=data))
-        if end:
-            self._send(h11.EndOfMessage())
-            self._response_done()
+        self._sent(end)
 
     def _send(self, event: Any) -> None:
         transport = self._transport
@@ -245,7 +246,33 @@ class Http1Connection(asyncio.Protocol):
         except h11.LocalProtocolError as error:
             raise StreamGone(str(error)) from None
         if data:
-            transport.write(data)
+            self._out.append(data)
+            self._out_size += len(data)
+            if self._out_size > FLUSH_AT:  # a handler that sends without pausing
+                self._flush()
+
+    def _sent(self, end: bool) -> None:
+        """A response ends now (one write of all of it), or goes on (written at the end of this
+        event-loop round, with whatever else the call sends in it): a send() system call per
+        piece was most of an HTTP/1.1 call's cost."""
+        if end:
+            self._send(h11.EndOfMessage())
+            self._flush()
+            self._response_done()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        self._out_size = 0
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"".join(out) if len(out) > 1 else out[0])
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -325,6 +352,7 @@ class Http1Connection(asyncio.Protocol):
         self.closed = True
         self._stop_idle()
         log.debug("HTTP/1.1 connection closing: %s", reason)
+        self._flush()
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.close()
