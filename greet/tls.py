@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 ALPN_PROTOCOLS = ["h2"]
+SERVER_ALPN_PROTOCOLS = ["h2", "http/1.1"]  # browsers reach the same port (greet.transport._http1)
 H2_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
 """TLS 1.2 ciphers HTTP/2 allows (TLS 1.3 suites are all allowed and set separately)."""
 
@@ -140,10 +141,10 @@ def load_trust(context: ssl.SSLContext, role: str, bundle: Path) -> None:
         raise TLSFileError(role, bundle, describe(error)) from None
 
 
-def configure_for_grpc(context: ssl.SSLContext) -> ssl.SSLContext:
+def configure_for_grpc(context: ssl.SSLContext, alpn: list[str] = ALPN_PROTOCOLS) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(H2_CIPHERS)
-    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    context.set_alpn_protocols(alpn)
     return context
 
 
@@ -157,7 +158,7 @@ def server_ssl_context(cert: Path, key: Path, client_ca: Path | None = None) -> 
     if client_ca is not None:
         load_trust(context, "client_ca", client_ca)
         context.verify_mode = ssl.CERT_REQUIRED
-    return configure_for_grpc(context)
+    return configure_for_grpc(context, SERVER_ALPN_PROTOCOLS)
 
 
 def client_ssl_context(

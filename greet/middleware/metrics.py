@@ -9,7 +9,13 @@ and alerts written for it work unchanged:
     grpc_server_msg_sent_total        response messages sent
     grpc_server_handling_seconds      histogram: the call's duration, request headers to its end
 
-all labelled grpc_service, grpc_method and grpc_type. `initialize(methods)` (GreetServer calls
+all labelled grpc_service, grpc_method and grpc_type. They count calls of every wire protocol
+alike (gRPC, and browsers' Connect and gRPC-Web, greet.transport._web); one more series splits
+the calls started by protocol:
+
+    greet_server_protocol_started_total   calls started, by protocol ("grpc", "connect",
+                                          "grpc-web"), grpc_service and grpc_method
+ `initialize(methods)` (GreetServer calls
 it with every served method, health and reflection included) creates each method's series at 0,
 as go-grpc-prometheus' `InitializeMetrics` does: started, msg_received, msg_sent, the histogram,
 and handled for every one of the 17 codes, so `rate()` and alerts see a series before the first
@@ -90,6 +96,13 @@ class ServerMetrics(CallObserver):
         self.msg_sent_total = counter(
             "grpc_server_msg_sent_total", "gRPC stream messages sent by the server."
         )
+        self.protocol_started_total = Counter(
+            "greet_server_protocol_started_total",
+            "RPCs started on the server, by wire protocol (grpc, connect, grpc-web).",
+            ("protocol", "grpc_service", "grpc_method"),
+            registry=self.registry,
+        )
+        self._by_protocol: dict[tuple[str, str], Any] = {}
         self.handling_seconds = Histogram(
             "grpc_server_handling_seconds",
             "Histogram of response latency (seconds) of gRPC that had been application-level "
@@ -124,6 +137,13 @@ class ServerMetrics(CallObserver):
     def started(self, call: ServerCall) -> None:
         series = self._series.get(call.method) or self._add(call.method, call.kind)
         series.started.inc()
+        key = (call.protocol, call.method)
+        protocol = self._by_protocol.get(key)
+        if protocol is None:
+            protocol = self._by_protocol[key] = self.protocol_started_total.labels(
+                call.protocol, *method_labels(call.method)
+            )
+        protocol.inc()
         if call.kind is not Cardinality.UNARY_UNARY:
             self._in_flight[call] = _Counted(series)
 

@@ -12,6 +12,11 @@ does (grpclib's `close` cancels every call at once and never sends GOAWAY):
 2. wait for the calls in flight, up to the grace period (or until `hurry()`, a second signal);
 3. end what is left with UNAVAILABLE, and close every connection.
 
+Every accepted socket first meets a `FrontDoor`: ALPN (with TLS) or the first bytes (the HTTP/2
+preface, or an HTTP/1.1 request line) hand it to a ServerConnection or to an HTTP/1.1 connection
+for browsers' Connect and gRPC-Web calls (greet.transport._http1); both are in `connections`
+and drain alike.
+
 `ServerConnection` is the server role on the shared connection core (greet.transport._connection).
 It turns request headers into calls (greet.transport._server_call), hands DATA to them, and applies
 the limits that are the connection's to apply, on both engines alike (each answers what grpc-go
@@ -24,7 +29,9 @@ and grpcio answer):
     PINGs against the keepalive policy             GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
     a protocol error, or an engine limit           GOAWAY with the error code, then close
     unknown method                                 UNIMPLEMENTED, with content-type
-    not POST / not application/grpc                HTTP 405 / 415 with a gRPC status
+    not POST / no content-type                     HTTP 405 / 415 with a gRPC status
+    another content-type, or OPTIONS               Connect, gRPC-Web or a CORS preflight
+                                                   (greet.transport._web)
     bad grpc-timeout                               INTERNAL
     a peer that stops reading                      senders wait (bounded buffers); ACKs of
                                                    PINGs and SETTINGS are bounded too
@@ -42,12 +49,13 @@ RST_STREAM NO_ERROR after its trailers (the gRPC way to say "stop sending").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
 import ssl as ssl_module
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from grpclib.const import Handler, Status
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
@@ -64,7 +72,10 @@ from greet.transport._connection import (
     TokenBucket,
 )
 from greet.transport._engine import MAX_STREAM_ID, ErrorCode, Header, Headers, StreamGone, code_name
+from greet.transport._http1 import Http1Connection
 from greet.transport._server_call import Interceptor, Listening, ServerCall
+from greet.transport._web import H2Sink, WebCall, h2_request, open_call, send_answer
+from greet.transport._web_wire import JSON_CODEC, Cors, WebKind
 from greet.transport._wire import (
     BadRequestHead,
     RequestHead,
@@ -179,7 +190,7 @@ class ServerConnection(Connection):
         )
         self.server = server
         self.config = config
-        self.calls: dict[int, ServerCall] = {}
+        self.calls: dict[int, ServerCall] = {}  # WebCalls too (Connect and gRPC-Web on HTTP/2)
         self.max_concurrent_streams = config.max_concurrent_streams
         self.max_message_bytes = config.max_message_bytes
         self.eager_calls = config.eager_calls
@@ -305,6 +316,26 @@ class ServerConnection(Connection):
         self.engine.reset_stream(stream_id, code)
         self.want_flush()
 
+    def send_response(
+        self, stream_id: int, headers: list[Header], *, end_stream: bool, request_ended: bool
+    ) -> None:
+        """A web call's response headers (greet.transport._web); StreamGone if it is gone."""
+        self.engine.send_headers(stream_id, headers, end_stream=end_stream)
+        self._pings.forgive()
+        if end_stream and not request_ended:
+            self._reset_after_trailers.append(stream_id)
+        self.want_flush()
+
+    def send_body(
+        self, stream_id: int, data: bytes, *, end_stream: bool, request_ended: bool
+    ) -> None:
+        """A web call's response body; StreamGone if the stream is gone."""
+        self.engine.send_data(stream_id, data, end_stream=end_stream)
+        self._pings.forgive()
+        if end_stream and not request_ended:
+            self._reset_after_trailers.append(stream_id)
+        self.want_flush()
+
     def answer(
         self,
         stream_id: int,
@@ -370,6 +401,9 @@ class ServerConnection(Connection):
         route, timeout = self.server.route(headers)
         rejected = route.rejection
         if rejected is not None:
+            if rejected is WEB:
+                self._web_request(stream_id, headers, end_stream)
+                return
             status, message, http_status = rejected
             self.answer(stream_id, status, message, http_status=http_status, ended=end_stream)
             return
@@ -383,6 +417,17 @@ class ServerConnection(Connection):
         call = ServerCall(self, stream_id, route, deadline, metadata)
         self.calls[stream_id] = call
         call.headers_received(end_stream)
+
+    def _web_request(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        """A Connect or gRPC-Web request, or a CORS preflight (greet.transport._web)."""
+        sink = H2Sink(self, stream_id)
+        opened = open_call(self.server, h2_request(headers), sink)
+        if isinstance(opened, WebCall):
+            self.calls[stream_id] = opened
+            opened.headers_received(end_stream)
+            return
+        with contextlib.suppress(StreamGone):
+            send_answer(sink, opened, request_ended=end_stream)
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         call = self.calls.get(stream_id)
@@ -462,6 +507,86 @@ class ServerConnection(Connection):
             )
 
 
+# -- the front door ----------------------------------------------------------------------------
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+METHOD_MAX = 20  # an HTTP/1.1 request line starts with a method: upper-case letters, a space
+
+
+class FrontDoor(asyncio.Protocol):
+    """An accepted connection until its protocol is known: HTTP/2 (a ServerConnection) or
+    HTTP/1.1 (greet.transport._http1); see that module's docstring."""
+
+    def __init__(self, server: TransportServer) -> None:
+        self.server = server
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast("asyncio.Transport", transport)  # uvloop's are not asyncio's classes
+        self._transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        if chosen == "h2":
+            self._hand_over(ServerConnection(self.server))
+        elif chosen == "http/1.1":
+            self._hand_over(Http1Connection(self.server))
+        else:
+            timeout = self.server.transport_config.handshake_timeout
+            self._timer = asyncio.get_running_loop().call_later(timeout, self._too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer = self._buffer + data
+        if buffer.startswith(PREFACE[: min(len(buffer), len(PREFACE))]):
+            if len(buffer) < 4:
+                return  # "P" may still be POST, PUT or PATCH
+            self._hand_over(ServerConnection(self.server))
+            return
+        space = buffer.find(b" ", 0, METHOD_MAX + 1)
+        if space == -1 and len(buffer) <= METHOD_MAX and buffer.isalpha() and buffer.isupper():
+            return  # a request method so far
+        if space > 0 and buffer[:space].isalpha() and buffer[:space].isupper():
+            self._hand_over(Http1Connection(self.server))
+        else:  # neither: the HTTP/2 engine refuses it (GOAWAY PROTOCOL_ERROR) and closes
+            self._hand_over(ServerConnection(self.server))
+
+    def _hand_over(self, protocol: ServerConnection | Http1Connection) -> None:
+        transport = self._transport
+        assert transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._done = True
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        self.server.door_opened(self)
+        buffer, self._buffer = self._buffer, b""
+        if buffer:
+            protocol.data_received(buffer)
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket (no protocol yet: the handshake timed out, or the server stops)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._done:
+            self._done = True
+            self.server.connection_closed(self)
+
+
 # -- the server ------------------------------------------------------------------------------
 
 
@@ -469,6 +594,10 @@ BACKLOG = 1024
 
 
 ROUTE_CACHE = 256  # distinct request header blocks remembered (then forgotten all at once)
+
+WEB: tuple[Status, str, bytes] = (Status.OK, "a web request", b"200")
+"""A Route's `rejection` for what greet.transport._web serves (checked by identity, only on the
+path of requests that are not plain gRPC calls, so a gRPC call pays nothing for it)."""
 
 
 class TransportServer(Server):
@@ -497,8 +626,11 @@ class TransportServer(Server):
         self.status_details_codec: StatusDetailsCodecBase | None = status_details_codec
         self.dispatch = self.__dispatch__
         self.listening = Listening(self.__dispatch__)
-        self.connections: set[ServerConnection] = set()
+        self.connections: set[ServerConnection | Http1Connection] = set()
+        self._doors: set[FrontDoor] = set()  # accepted sockets whose protocol is not known yet
         self._routes: dict[Headers, Route] = {}
+        self._web_routes: dict[tuple[str, WebKind], Route] = {}
+        self.cors = Cors(self.transport_config.cors_allow_origin)
         self.listener: asyncio.Server | None = None
         self._hurry = asyncio.Event()
         self._all_closed = asyncio.Event()
@@ -522,6 +654,8 @@ class TransportServer(Server):
         route = self._routes.get(key)
         if route is None:
             route = self._new_route(read_request_head(headers))
+            if route.rejection is WEB:
+                return route, timeout  # not kept: a browser's header blocks vary call by call
             if len(self._routes) >= ROUTE_CACHE:
                 self._routes.clear()
             self._routes[key] = route
@@ -536,10 +670,16 @@ class TransportServer(Server):
                 f"is {limit}"
             )
             return Route(head, None, (Status.RESOURCE_EXHAUSTED, message, b"200"), None)
+        content_type = head.content_type
+        if (
+            head.method == b"OPTIONS"
+            or (content_type is not None and not content_type.startswith("application/grpc"))
+            or (content_type is not None and content_type.startswith("application/grpc-web"))
+        ):
+            return Route(head, None, WEB, None)  # greet.transport._web
         if head.method != b"POST":
             return Route(head, None, (Status.UNIMPLEMENTED, "gRPC requests use POST", b"405"), None)
-        content_type = head.content_type
-        if content_type is None or not content_type.startswith("application/grpc"):
+        if content_type is None:
             message = f"invalid gRPC request content-type {content_type!r}"
             return Route(head, None, (Status.INVALID_ARGUMENT, message, b"415"), None)
         handler = self.methods.get(head.path)
@@ -550,6 +690,11 @@ class TransportServer(Server):
         reply_encoding = None
         if wanted not in (None, "identity") and wanted in accepted(head.accept_encoding):
             reply_encoding = wanted
+        return self._handled_route(head, handler, reply_encoding, self.codec)
+
+    def _handled_route(
+        self, head: RequestHead, handler: Handler, reply_encoding: str | None, codec: CodecBase
+    ) -> Route:
         route = Route(head, handler, None, reply_encoding)
         route.call_attributes = {
             "route": route,
@@ -557,7 +702,7 @@ class TransportServer(Server):
             "_cardinality": handler.cardinality,
             "_recv_type": handler.request_type,
             "_send_type": handler.reply_type,
-            "_codec": self.codec,
+            "_codec": codec,
             "_status_details_codec": self.status_details_codec,
             "_dispatch": self.dispatch,
             "user_agent": head.user_agent,
@@ -567,13 +712,45 @@ class TransportServer(Server):
         }
         return route
 
-    def connection_factory(self) -> ServerConnection:
-        self._all_closed.clear()
-        return ServerConnection(self)
+    def web_route(self, path: str, kind: WebKind) -> Route | None:
+        """The Route of a Connect or gRPC-Web call of `path` (None: no such method)."""
+        key = (path, kind)
+        route = self._web_routes.get(key)
+        if route is None:
+            handler = self.methods.get(path)
+            if handler is None:
+                return None
+            head = RequestHead(b"POST", path, kind.content_type.decode(), None, None, None, 0, [])
+            route = self._handled_route(
+                head, handler, None, JSON_CODEC if kind.json else self.codec
+            )
+            assert route.call_attributes is not None
+            route.call_attributes["protocol"] = kind.name
+            self._web_routes[key] = route
+        return route
 
-    def connection_closed(self, connection: ServerConnection) -> None:
-        if not self.connections:
+    def connection_factory(self) -> asyncio.Protocol:
+        """The protocol of an accepted socket: a FrontDoor, which hands it on."""
+        self._all_closed.clear()
+        door = FrontDoor(self)
+        self._doors.add(door)
+        return door
+
+    def connection_closed(self, connection: object) -> None:
+        """A connection (or a front door that never handed over) is gone."""
+        if isinstance(connection, FrontDoor):
+            self._doors.discard(connection)
+        if not self.connections and not self._doors:
             self._all_closed.set()
+
+    @property
+    def undecided(self) -> int:
+        """Accepted sockets whose protocol is not known yet (nothing read from them so far)."""
+        return len(self._doors)
+
+    def door_opened(self, door: FrontDoor) -> None:
+        """A front door handed its socket to a connection (which is in `connections` now)."""
+        self._doors.discard(door)
 
     async def start(  # type: ignore[override]  # greet listens on a host/port or a socket
         self,
@@ -625,7 +802,7 @@ class TransportServer(Server):
             if call.task is not None and not call.task.done()
         }
 
-    def calls(self) -> list[ServerCall]:
+    def calls(self) -> list[ServerCall]:  # HTTP/2 and HTTP/1.1 connections alike
         return [call for connection in self.connections for call in connection.calls.values()]
 
     def stop_accepting(self) -> None:
@@ -644,6 +821,8 @@ class TransportServer(Server):
         connections = list(self.connections)
         for connection in connections:
             connection.begin_drain()
+        for door in list(self._doors):  # nothing sent yet: nothing to finish
+            door.close()
         server_log.info(
             "draining: stopped accepting connections; GOAWAY sent on %d; %d calls in flight "
             "get up to %gs",
@@ -691,6 +870,8 @@ class TransportServer(Server):
         if self.listener is None:
             raise RuntimeError("Server is not started")
         self.stop_accepting()
+        for door in list(self._doors):
+            door.close()
         for connection in list(self.connections):
             connection.final_goaway_now()
             connection.end_calls("server closed")

@@ -76,10 +76,14 @@ from greet.transport._wire import (
 )
 
 if TYPE_CHECKING:
-    from greet.transport._server import ServerConnection, TransportServer
+    from grpclib.protocol import Peer
+
+    from greet.transport._connection import Writer
+    from greet.transport._server import TransportServer
     from greet.transport._wire import Route
 
 __all__ = [
+    "CallConnection",
     "CallState",
     "Interceptor",
     "Listening",
@@ -198,6 +202,49 @@ def run_chain(
 # -- the call ----------------------------------------------------------------------------------
 
 
+class CallConnection(Protocol):
+    """What a call sends through: its HTTP/2 connection (greet.transport._server), or a web
+    call's exchange (greet.transport._web), which writes the same steps in Connect or gRPC-Web.
+    """
+
+    loop: asyncio.AbstractEventLoop
+    server: TransportServer
+    peer: Peer
+    eager_calls: bool
+    max_message_bytes: int
+    compression_threshold: int
+    stream_send_buffer: int
+
+    @property
+    def send_blocked(self) -> bool: ...
+
+    def send_headers(self, stream_id: int, headers: list[Header]) -> None: ...
+
+    def send_data(self, stream_id: int, data: bytes) -> None: ...
+
+    def send_trailers(
+        self, stream_id: int, headers: list[Header], *, trailers_only: bool, request_ended: bool
+    ) -> None: ...
+
+    def reset(self, stream_id: int, code: int) -> None: ...
+
+    def answer(
+        self,
+        stream_id: int,
+        status: Status,
+        message: str,
+        *,
+        http_status: bytes = b"200",
+        ended: bool = True,
+    ) -> None: ...
+
+    def acknowledge(self, stream_id: int, size: int) -> None: ...
+
+    def must_wait(self, stream_id: int) -> bool: ...
+
+    def wait_writable(self, writer: Writer) -> None: ...
+
+
 def _wake(waiter: asyncio.Future[None] | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
@@ -231,6 +278,7 @@ class ServerCall(Stream[Any, Any]):
     _recv_waiter: asyncio.Future[None] | None = None
     _send_waiter: asyncio.Future[None] | None = None
     _deadline_timer: asyncio.TimerHandle | None = None
+    protocol = "grpc"  # the wire protocol: "grpc", or a web call's "connect" or "grpc-web"
     # Set from the route (greet.transport._wire.Route.call_attributes):
     route: Route
     handler_func: Any
@@ -239,7 +287,7 @@ class ServerCall(Stream[Any, Any]):
 
     def __init__(
         self,
-        connection: ServerConnection,
+        connection: CallConnection,
         stream_id: int,
         route: Route,
         deadline: Deadline | None,

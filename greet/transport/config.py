@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from greet._setting_kinds import Choice, Integer, Number, Switch
+from greet._setting_kinds import Choice, Integer, Many, Number, Switch, Text
 from greet._settings import check_values, computed_setting, setting, settings_group
 from greet.transport._engine import ENGINE_NAMES, EngineLimits, EngineName, default_engine_name
 from greet.transport._wire import ENCODINGS
@@ -35,7 +35,33 @@ REPLY_ENCODINGS = ("gzip", "deflate", "identity")
 LIMITS = "limits (calls over one get RESOURCE_EXHAUSTED or INVALID_ARGUMENT)"
 HTTP2 = "HTTP/2"
 CONNECTIONS = "keepalive and connection lifetime"
+WEB = "browsers (Connect and gRPC-Web beside gRPC, on the same port)"
 """Sections of the server's --help."""
+
+
+@dataclass(frozen=True)
+class Origin(Text):
+    """A web origin, `scheme://host[:port]`, or `*` for any."""
+
+    metavar: str | None = "ORIGIN"
+
+    def problem(self, value: object) -> str | None:
+        if not isinstance(value, str):
+            return f"must be an origin, not {value!r}"
+        if value == "*":
+            return None
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
+            return f"must be an origin such as https://example.com:8443 (or *), not {value!r}"
+        return None
+
+
+@dataclass(frozen=True)
+class Origins(Many[str]):
+    """Origins: the flag once per origin; the variable a comma-separated list."""
+
+    def convert(self, text: str) -> tuple[str, ...]:
+        return tuple(self.item.parse(part.strip()) for part in text.split(",") if part.strip())
 
 
 def check_seconds(name: str, value: float | None, *, zero: bool = False) -> None:
@@ -180,6 +206,14 @@ class TransportConfig:
         section=HTTP2,
     )
     compression_threshold: int = 1024  # smaller replies stay uncompressed
+    cors_allow_origin: tuple[str, ...] = setting(  # greet.transport._web
+        (),
+        Origins(Origin()),
+        "an origin (scheme://host[:port], or *) whose browser pages may call the server "
+        "(Connect, gRPC-Web); repeat for more, or give a comma-separated list in the variable",
+        default_text="none: same-origin only",
+        section=WEB,
+    )
 
     def __post_init__(self) -> None:
         check_values(self)

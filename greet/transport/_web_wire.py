@@ -1,0 +1,287 @@
+"""The browsers' protocols on the wire (greet.transport._web uses them): which protocol a
+content-type names, proto3 JSON messages, Connect's error codes, HTTP statuses and error details,
+envelopes, gRPC-Web trailer blocks and base64 text, and CORS."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import betterproto
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.rpc.status_pb2 import Status as RpcStatus
+from grpclib.const import Status
+from grpclib.encoding.base import CodecBase
+from grpclib.exceptions import GRPCError
+from grpclib.metadata import decode_grpc_message, encode_grpc_message
+
+from greet.transport._engine import Header
+
+__all__ = [
+    "CONNECT_CODES",
+    "CONNECT_HTTP_STATUS",
+    "JSON_CODEC",
+    "RESPONSE_FIELDS",
+    "Cors",
+    "JsonCodec",
+    "WebKind",
+    "classify",
+    "connect_error",
+    "decode_base64_pieces",
+    "dumps",
+    "envelope",
+    "quote",
+    "read_trailers",
+    "unpadded",
+]
+
+
+# -- protocols ----------
+
+
+@dataclass(frozen=True, slots=True)
+class WebKind:
+    """One request content-type's protocol."""
+
+    name: str  # the metrics label: "connect" or "grpc-web"
+    enveloped: bool  # messages framed (Connect streaming, gRPC-Web); else one bare message
+    json: bool
+    text: bool  # gRPC-Web text: base64 both ways
+    content_type: bytes  # the response's
+
+
+CONNECT_JSON = WebKind("connect", False, True, False, b"application/json")
+CONNECT_PROTO = WebKind("connect", False, False, False, b"application/proto")
+CONNECT_STREAM_JSON = WebKind("connect", True, True, False, b"application/connect+json")
+CONNECT_STREAM_PROTO = WebKind("connect", True, False, False, b"application/connect+proto")
+GRPC_WEB = WebKind("grpc-web", True, False, False, b"application/grpc-web+proto")
+GRPC_WEB_TEXT = WebKind("grpc-web", True, False, True, b"application/grpc-web-text+proto")
+
+KINDS = {
+    "application/json": CONNECT_JSON,
+    "application/proto": CONNECT_PROTO,
+    "application/connect+json": CONNECT_STREAM_JSON,
+    "application/connect+proto": CONNECT_STREAM_PROTO,
+    "application/grpc-web": GRPC_WEB,
+    "application/grpc-web+proto": GRPC_WEB,
+    "application/grpc-web-text": GRPC_WEB_TEXT,
+    "application/grpc-web-text+proto": GRPC_WEB_TEXT,
+}
+
+
+def classify(content_type: str | None) -> WebKind | None:
+    """The protocol of a request content-type (parameters such as charset aside)."""
+    if not content_type:
+        return None
+    return KINDS.get(content_type.partition(";")[0].strip().lower())
+
+
+# -- JSON ----------
+
+
+class JsonCodec(CodecBase):
+    """Messages as proto3 JSON (lowerCamelCase names, defaults omitted), by the message's own
+    library; what does not parse is INVALID_ARGUMENT."""
+
+    __content_subtype__ = "json"
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        if isinstance(message, betterproto.Message):
+            return json.dumps(message.to_dict(), separators=(",", ":")).encode()
+        return json_format.MessageToJson(message, indent=None).encode()
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        try:
+            value = json.loads(data) if data.strip() else {}
+        except (ValueError, UnicodeDecodeError) as error:
+            raise GRPCError(Status.INVALID_ARGUMENT, f"the request is not JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise GRPCError(
+                Status.INVALID_ARGUMENT, "the request must be a JSON object (proto3 JSON mapping)"
+            )
+        try:
+            if issubclass(message_type, betterproto.Message):
+                return message_type().from_dict(value)
+            return json_format.ParseDict(value, message_type())
+        except Exception as error:  # what each library raises for a wrong value varies
+            raise GRPCError(
+                Status.INVALID_ARGUMENT,
+                f"the request does not fit {message_type.__name__}: {error}",
+            ) from None
+
+
+JSON_CODEC = JsonCodec()
+
+
+# -- errors ----------
+
+CONNECT_CODES: dict[Status, str] = {
+    status: "canceled" if status is Status.CANCELLED else status.name.lower()
+    for status in Status
+    if status is not Status.OK
+}
+"""Connect's code name of each gRPC status."""
+
+CONNECT_HTTP_STATUS = {
+    Status.CANCELLED: 499,
+    Status.UNKNOWN: 500,
+    Status.INVALID_ARGUMENT: 400,
+    Status.DEADLINE_EXCEEDED: 504,
+    Status.NOT_FOUND: 404,
+    Status.ALREADY_EXISTS: 409,
+    Status.PERMISSION_DENIED: 403,
+    Status.RESOURCE_EXHAUSTED: 429,
+    Status.FAILED_PRECONDITION: 400,
+    Status.ABORTED: 409,
+    Status.OUT_OF_RANGE: 400,
+    Status.UNIMPLEMENTED: 501,
+    Status.INTERNAL: 500,
+    Status.UNAVAILABLE: 503,
+    Status.DATA_LOSS: 500,
+    Status.UNAUTHENTICATED: 401,
+}
+"""The HTTP status of a Connect unary error (connectrpc.com/docs/protocol, error codes)."""
+
+
+def unpadded(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def connect_details(details_bin: bytes | None) -> list[dict[str, Any]]:
+    """A serialized google.rpc.Status's details as Connect error details."""
+    if not details_bin:
+        return []
+    status = RpcStatus()
+    try:
+        status.ParseFromString(details_bin)
+    except DecodeError:
+        return []
+    details: list[dict[str, Any]] = []
+    for detail in status.details:
+        entry: dict[str, Any] = {
+            "type": detail.type_url.rpartition("/")[2],
+            "value": unpadded(detail.value),
+        }
+        try:
+            debug = json_format.MessageToDict(detail)
+        except (TypeError, KeyError):  # a type the descriptor pool does not know
+            pass
+        else:
+            debug.pop("@type", None)
+            entry["debug"] = debug
+        details.append(entry)
+    return details
+
+
+def connect_error(status: Status, message: str | None, details_bin: bytes | None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": CONNECT_CODES[status]}
+    if message:
+        error["message"] = message
+    details = connect_details(details_bin)
+    if details:
+        error["details"] = details
+    return error
+
+
+def dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+# -- CORS ----------
+
+ALLOW_METHODS = b"POST, GET, OPTIONS"
+ALLOW_HEADERS = (
+    b"content-type, connect-protocol-version, connect-timeout-ms, x-grpc-web, x-user-agent, "
+    b"authorization, grpc-timeout"
+)
+EXPOSE_HEADERS = (
+    b"grpc-status, grpc-message, grpc-status-details-bin, connect-protocol-version, "
+    b"connect-content-encoding, content-encoding"
+)
+PREFLIGHT_MAX_AGE = b"7200"
+
+
+class Cors:
+    """Which origins may call from a browser (`--cors-allow-origin`; `*` for any)."""
+
+    __slots__ = ("any", "origins")
+
+    def __init__(self, origins: Iterable[str]) -> None:
+        names = {origin.strip().rstrip("/") for origin in origins if origin.strip()}
+        self.any = "*" in names
+        self.origins = frozenset(name.encode("latin-1").lower() for name in names - {"*"})
+
+    def allowed(self, origin: bytes | None) -> bool:
+        return origin is not None and (self.any or origin.lower() in self.origins)
+
+    def response_headers(self, origin: bytes | None) -> list[Header]:
+        """What an actual (not preflight) response adds for `origin`."""
+        if origin is None or not self.allowed(origin):
+            return []
+        return [
+            (b"access-control-allow-origin", origin),
+            (b"vary", b"Origin"),
+            (b"access-control-expose-headers", EXPOSE_HEADERS),
+        ]
+
+    def preflight(self, origin: bytes | None) -> tuple[int, list[Header]]:
+        """The answer to an OPTIONS request: 204 with the allow headers, or 403 without them."""
+        if origin is None or not self.allowed(origin):
+            return 403, [(b"vary", b"Origin")]
+        return 204, [
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-methods", ALLOW_METHODS),
+            (b"access-control-allow-headers", ALLOW_HEADERS),
+            (b"access-control-max-age", PREFLIGHT_MAX_AGE),
+            (b"vary", b"Origin"),
+        ]
+
+
+def quote(message: str) -> bytes:
+    return encode_grpc_message(message).encode()
+
+
+def envelope(flags: int, data: bytes) -> bytes:
+    return bytes((flags,)) + len(data).to_bytes(4, "big") + data
+
+
+RESPONSE_FIELDS = frozenset({b"content-type", b"grpc-accept-encoding", b"grpc-encoding"})
+
+
+def read_trailers(
+    headers: list[Header],
+) -> tuple[Status, str | None, bytes | None, list[Header]]:
+    """A ServerCall's trailer block: status, message, status details and the metadata."""
+    status = Status.UNKNOWN
+    message = None
+    details = None
+    metadata = []
+    for name, value in headers:
+        if name == b"grpc-status":
+            status = Status(int(value))
+        elif name == b"grpc-message":
+            message = decode_grpc_message(value.decode("ascii"))
+        elif name == b"grpc-status-details-bin":
+            details = base64.b64decode(value + b"==")
+        elif name[:1] != b":" and name not in RESPONSE_FIELDS:
+            metadata.append((name, value))
+    return status, message, details, metadata
+
+
+def decode_base64_pieces(data: bytes) -> bytes:
+    """Base64 made of whole 4-character groups, where padding may end any group (each message
+    of a gRPC-Web text stream may be encoded on its own)."""
+    pieces = []
+    start = 0
+    pad = data.find(b"=")
+    while pad != -1:
+        end = (pad // 4 + 1) * 4
+        pieces.append(base64.b64decode(data[start:end], validate=True))
+        start = end
+        pad = data.find(b"=", end)
+    pieces.append(base64.b64decode(data[start:], validate=True))
+    return b"".join(pieces)
