@@ -89,9 +89,7 @@ def make_app(pb2: ModuleType, max_name_chars: int | None) -> App:
             f"{field} is {len(name)} characters long; "
             f"the limit (--max-name-chars) is {max_name_chars}"
         )
-        violation = BadRequest.FieldViolation(
-            field=field, description=text, reason="NAME_TOO_LONG"
-        )
+        violation = BadRequest.FieldViolation(field=field, description=text, reason="NAME_TOO_LONG")
         info = ErrorInfo(
             reason="NAME_TOO_LONG",
             domain=SERVICE,

@@ -25,7 +25,7 @@ def web() -> Path:
 
 def transports(protocols: frozenset[str], http2: bool) -> list[dict[str, object]]:
     """connect-node's transports for what a server speaks (connect-node has no grpc-web-text)."""
-    chosen = []
+    chosen: list[dict[str, object]] = []
     for version in ("1.1", "2") if http2 else ("1.1",):
         if "connect" in protocols:
             for binary in (False, True):

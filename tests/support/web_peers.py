@@ -33,9 +33,9 @@ from typing import Any
 
 __all__ = [
     "API_SERVERS",
-    "SERVERS_UNDER_TEST",
     "CHROMIUM",
     "REPO",
+    "SERVERS_UNDER_TEST",
     "ApiServer",
     "ChildProcess",
     "built_web",
@@ -172,8 +172,8 @@ class ChildProcess:
             asyncio.create_task(self._read(self.process.stdout)),
             asyncio.create_task(self._read(self.process.stderr)),
         ]
-        reading = asyncio.gather(*self._readers)
-        ready = asyncio.ensure_future(self._ready)
+        reading: asyncio.Future[object] = asyncio.ensure_future(self._all_read())
+        ready: asyncio.Future[object] = asyncio.ensure_future(self._ready)
         finished, _ = await asyncio.wait(
             {ready, reading}, timeout=60, return_when=asyncio.FIRST_COMPLETED
         )
@@ -184,8 +184,14 @@ class ChildProcess:
                 f"{self.command} {what} (waiting for {self.ready.pattern!r}):\n"
                 + "\n".join(self.lines)
             )
-        self.match = ready.result()
+        assert self._ready.done()
+        self.match = self._ready.result()
         return self
+
+    async def _all_read(self) -> object:
+        for reader in self._readers:
+            await reader
+        return None
 
     @property
     def address(self) -> str:
@@ -197,9 +203,9 @@ class ChildProcess:
         async for raw in stream:
             line = raw.decode(errors="replace").rstrip("\n")
             self.lines.append(line)
-            if self._ready is not None and not self._ready.done():
-                if match := self.ready.search(line):
-                    self._ready.set_result(match)
+            match = self.ready.search(line)
+            if match and self._ready is not None and not self._ready.done():
+                self._ready.set_result(match)
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -226,9 +232,7 @@ PAGE_READY = re.compile(r"greet live page at (http://\S+?)/ ")
 
 def start_page_server(web: Path, api: str = "http://127.0.0.1:1") -> ChildProcess:
     """web/serve.mjs on a free loopback port; its origin is `.address`."""
-    return ChildProcess(
-        ["node", "serve.mjs", "--port", "0", "--api", api], PAGE_READY, cwd=web
-    )
+    return ChildProcess(["node", "serve.mjs", "--port", "0", "--api", api], PAGE_READY, cwd=web)
 
 
 @dataclass(frozen=True)
