@@ -216,21 +216,23 @@ def report(out: dict[str, object]) -> str:
         f"call: {out['call']}",
         f"load: {out['load_command']}",
         "",
-        "| server | command | calls/s, server on one core (median) | server CPU per call "
-        "(median) | calls/s vs connectrpc |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| server | command | calls/s, server on one core | server CPU per call | "
+        "calls per server CPU-second | vs connectrpc (calls/s; per CPU-second) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for figures in servers.values():
         rate = float(figures["median_calls_per_second"])  # type: ignore[arg-type]
-        ratio = (
-            f"{rate / float(base['median_calls_per_second']):.2f}x"  # type: ignore[arg-type]
-            if base is not None
-            else "-"
-        )
+        cpu = float(figures["median_cpu_per_call_us"])  # type: ignore[arg-type]
+        ratio = "-"
+        if base is not None:
+            base_rate = float(base["median_calls_per_second"])  # type: ignore[arg-type]
+            base_cpu = float(base["median_cpu_per_call_us"])  # type: ignore[arg-type]
+            ratio = f"{rate / base_rate:.2f}x; {base_cpu / cpu:.2f}x"
         lines.append(
-            f"| {figures['label']} | `{figures['command']}` | {rate:,.0f} | "
-            f"{float(figures['median_cpu_per_call_us']):.0f} us | {ratio} |"  # type: ignore[arg-type]
+            f"| {figures['label']} | `{figures['command']}` | {rate:,.0f} | {cpu:.0f} us | "
+            f"{1e6 / cpu:,.0f} | {ratio} |"
         )
+    lines.append("\n(medians over the rounds)")
     for name, why in out["skipped"].items():  # type: ignore[attr-defined]
         lines.append(f"\n{name} left out: {why}")
     return "\n".join(lines)

@@ -45,7 +45,14 @@ KINDS = ("unit", "integration", "interop")
 TESTS = Path(__file__).resolve().parent.parent
 
 INTEROP_MODULES = frozenset(
-    {"test_nginx", "test_prometheus", "test_benchmarks_smoke", "test_browser", "test_connect_node"}
+    {
+        "test_nginx",
+        "test_prometheus",
+        "test_benchmarks_smoke",
+        "test_browser",
+        "test_connect_node",
+        "test_web_compare_smoke",
+    }
 )
 """Modules whose every test drives an outside program (nginx, Prometheus, h2load) found on PATH."""
 
