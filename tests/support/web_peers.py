@@ -55,7 +55,7 @@ BUILD_INPUTS = ("package.json", "package-lock.json", "build.mjs", "serve.mjs", "
 
 def _cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("GREET_WEB_CACHE", str(Path(base) / "greet-web")))
+    return Path(base) / "greet-web"
 
 
 def _digest(paths: Sequence[Path]) -> str:
