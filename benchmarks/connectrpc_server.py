@@ -109,8 +109,9 @@ def make_app(pb2: ModuleType, max_name_chars: int | None) -> App:
         return pb2.HelloResponse(message="Hello")
 
     async def server_streaming(request: Any, context: Any) -> AsyncIterator[Any]:
-        for index, name in enumerate(request.names):
+        for index, name in enumerate(request.names):  # all checked first, as greet does
             check(name, f"names[{index}]")
+        for name in request.names:
             yield pb2.HelloResponse(message=f"Hello {name}")
 
     async def client_streaming(requests: AsyncIterator[Any], context: Any) -> Any:
