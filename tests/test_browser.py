@@ -42,6 +42,8 @@ def web() -> Path:
         pytest.fail(str(error), pytrace=False)
 
 
+# the first run installs web/'s npm packages and builds the page (tests/support/web_peers.py)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("server_name", SERVERS_UNDER_TEST)
 async def test_live_page_in_chromium(web: Path, server_name: str) -> None:
     server = API_SERVERS[server_name]

@@ -45,6 +45,8 @@ def transports(protocols: frozenset[str], http2: bool) -> list[dict[str, object]
     return chosen
 
 
+# the first run installs web/'s npm packages and builds the page (tests/support/web_peers.py)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("server_name", SERVERS_UNDER_TEST)
 async def test_connect_node_calls(web: Path, server_name: str) -> None:
     server = API_SERVERS[server_name]
