@@ -161,14 +161,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     out["skipped"][spec.name] = str(error)[-500:]  # type: ignore[index]
                     print(f"{spec.name}: did not start; left out", file=sys.stderr)
                     continue
+                running.append(server)  # stopped in the end, whatever happens
                 problem = check_call(server)
                 if problem is not None:
                     out["skipped"][spec.name] = problem  # type: ignore[index]
                     print(f"{spec.name}: the call fails ({problem}); left out", file=sys.stderr)
+                    running.remove(server)
                     server.stop()
                     continue
                 server.pause()
-                running.append(server)
             shown = shlex.join(
                 pinned(load_cpus, h2load_argv(args, f"http://127.0.0.1:PORT{PATH}", "BODY"))
             )
