@@ -36,6 +36,11 @@ TEST_PACKAGES: tuple[str, ...] = (
     "golang-github-golang-protobuf-1-5-dev",
     "protobuf-compiler",
     "prometheus",  # Prometheus and promtool: the real reader of --metrics-port
+    # the live page (web/): node runs its build, connect-node and playwright-core, which drives
+    # Debian's Chromium headless (tests/test_browser.py); npm installs web/'s locked packages
+    # (it ships with NodeSource's nodejs; with Debian's own nodejs, also install `npm`)
+    "nodejs",
+    "chromium",
 )
 """What the test suite needs beyond Python, by Debian package name."""
 

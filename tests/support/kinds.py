@@ -31,6 +31,7 @@ import grpc
 import pytest
 from go_interop import build_go_binaries
 from h2.connection import H2Connection
+from raw_http1 import RawHttp1
 from raw_http2 import RawPeer
 
 from greet.server import GreetServer
@@ -43,7 +44,16 @@ KINDS = ("unit", "integration", "interop")
 
 TESTS = Path(__file__).resolve().parent.parent
 
-INTEROP_MODULES = frozenset({"test_nginx", "test_prometheus", "test_benchmarks_smoke"})
+INTEROP_MODULES = frozenset(
+    {
+        "test_nginx",
+        "test_prometheus",
+        "test_benchmarks_smoke",
+        "test_browser",
+        "test_connect_node",
+        "test_web_compare_smoke",
+    }
+)
 """Modules whose every test drives an outside program (nginx, Prometheus, h2load) found on PATH."""
 
 NETWORK_ATTRIBUTES = frozenset(
@@ -68,7 +78,9 @@ NETWORK_ATTRIBUTES = frozenset(
 NETWORK_OBJECTS: frozenset[object] = frozenset({socket, subprocess, GreetServer, Supervisor, serve})
 """Modules and greet objects whose use opens a socket or starts a process."""
 
-PEER_OBJECTS: frozenset[object] = frozenset({grpc, H2Connection, RawPeer, build_go_binaries})
+PEER_OBJECTS: frozenset[object] = frozenset(
+    {grpc, H2Connection, RawPeer, RawHttp1, build_go_binaries}
+)
 """Peers that are not greet: grpcio, h2's connection driven by a test, the raw peer, grpc-go."""
 
 
