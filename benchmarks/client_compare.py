@@ -169,7 +169,7 @@ class StubClient(Client):
     """betterproto's generated stub over `channel` (anything with `close()`)."""
 
     def __init__(self, channel: Any) -> None:
-        from generated.greet_service import (
+        from greet_service import (
             GreetServiceStub,
             HelloRequest,
             NamesList,

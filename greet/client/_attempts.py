@@ -137,10 +137,19 @@ def classify(error: BaseException, endpoint: str) -> Failure:
     return failure
 
 
+BARE_DEADLINE_MESSAGES = frozenset({"", "deadline exceeded", "context deadline exceeded"})
+"""What greet's, grpcio's and grpc-go's servers say when a call's deadline passes there."""
+
+
+def _bare(message: str | None) -> bool:
+    return (message or "").strip().lower() in BARE_DEADLINE_MESSAGES
+
+
 def _mapped(error: BaseException, endpoint: str) -> Failure:
     if isinstance(error, GRPCError):
         rpc_error = RpcError.from_grpc_error(error)
-        if error.status is Status.DEADLINE_EXCEEDED:  # the server's own timer: say whose it was
+        if error.status is Status.DEADLINE_EXCEEDED and _bare(error.message):
+            # the server's copy of the deadline passed first, and its words do not say so
             said = f" ({error.message})" if error.message else ""
             rpc_error = RpcError(
                 Status.DEADLINE_EXCEEDED,
