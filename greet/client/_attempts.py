@@ -197,7 +197,7 @@ class ReplayableRequests(Generic[RequestT]):
 
     `put` waits while a request it put before is still unread by a running attempt (so the
     caller runs no further ahead of the stream than one message); while no attempt reads, it
-    does not wait.
+    does not wait for one, but lets the loop run once.
     """
 
     def __init__(self, buffer_limit: int) -> None:
@@ -213,6 +213,10 @@ class ReplayableRequests(Generic[RequestT]):
 
     async def put(self, request: RequestT) -> None:
         """The next request of the call; ProtocolError once the call has ended."""
+        if not self._readers and not self._closed:
+            # no attempt reads yet: let the loop run (the caller's read starts one), so that a
+            # request source that never suspends does not hold the loop while it fills the buffer
+            await asyncio.sleep(0)
         while self._unread and self._readers and not self._closed:
             self._writer = asyncio.get_running_loop().create_future()
             try:
@@ -393,7 +397,9 @@ def client_streaming(requests: ReplayableRequests[RequestT]) -> Body[RequestT, R
 
 def bidi_streaming(requests: ReplayableRequests[RequestT]) -> Body[RequestT, ReplyT]:
     """A stream of requests and a stream of replies; the requests are sent by a task of their
-    own, so that replies are read while requests still wait to be sent."""
+    own, so that replies are read while requests still wait to be sent. Once the server has
+    ended the call its status decides: requests still to be sent are not (the sending is
+    cancelled), and how their sending went does not matter."""
 
     async def body(exchange: Exchange[RequestT, ReplyT]) -> AsyncGenerator[ReplyT, None]:
         async with exchange.open() as stream:
@@ -409,12 +415,16 @@ def bidi_streaming(requests: ReplayableRequests[RequestT]) -> Body[RequestT, Rep
             try:
                 while (reply := await exchange.receive(stream)) is not None:
                     yield reply
-                await sending
+                if not sending.done():  # the server ended the call before the requests did
+                    sending.cancel()
+                    await asyncio.wait([sending])
+                    await stream.end()  # so that the stream reads the server's status
             finally:
                 if not sending.done():
                     sending.cancel()
-                elif not sending.cancelled():
-                    sending.exception()  # seen: the receiving side raised it already
+                    await asyncio.wait([sending])
+                if not sending.cancelled():
+                    sending.exception()  # seen by the receiving side, or moot: the call ended
 
     return body
 

@@ -77,6 +77,7 @@ __all__ = ["CallStream", "Channel", "calls_opened", "client_service_config", "wi
 UNARY_UNARY = Cardinality.UNARY_UNARY
 UNARY_STREAM = Cardinality.UNARY_STREAM
 STREAM_UNARY = Cardinality.STREAM_UNARY
+STREAM_STREAM = Cardinality.STREAM_STREAM
 
 NOT_YET: Any = object()
 """No reply read ahead (by `recv_initial_metadata`)."""
@@ -297,6 +298,7 @@ class CallStream(Stream[Any, Any]):
         self._requests: ReplayableRequests[Any] | None = None  # client streaming, bidi
         self._task: asyncio.Task[Any] | None = None  # client streaming
         self._attempt_stream: ClientStream | None = None
+        self._opener: asyncio.Task[Any] | None = None  # bidi: the task that opened the call
 
     def _watch(self, stream: ClientStream) -> None:
         self._attempt_stream = stream
@@ -374,6 +376,7 @@ class CallStream(Stream[Any, Any]):
         else:
             body = bidi_streaming(requests)
             self._replies = self.runner.run(call, body, requests, watch=self._watch)
+            self._opener = asyncio.current_task()
         if end:
             requests.end()
             self._end_done = True
@@ -397,12 +400,25 @@ class CallStream(Stream[Any, Any]):
         task = self._task
         if task is not None and task.done():
             await task  # the call has ended: its error, if it failed
-        await requests.put(message)
+        try:
+            await requests.put(message)
+        except ProtocolError:
+            self._sending_ended()
+            raise
         self._send_message_done = True
         self._messages_sent += 1
         if end:
             requests.end()
             self._end_done = True
+
+    def _sending_ended(self) -> None:
+        """A request was sent on a call that has ended (the server ended it, it failed, or it
+        was closed): in a task beside the one that opened the call, such as a generated stub's
+        sending task, the send side ends quietly, as a cancellation (the call's outcome is read
+        where its replies are); in the task that opened it, the caller hears of it
+        (ProtocolError)."""
+        if self._cardinality is STREAM_STREAM and asyncio.current_task() is not self._opener:
+            raise asyncio.CancelledError("the call has ended: no more requests can be sent")
 
     async def end(self) -> None:
         if not self._send_request_done:
