@@ -502,7 +502,10 @@ class AttemptRunner:
         except ATTEMPT_ERRORS as error:
             failed: BaseException = error
         else:
-            self._succeeded(state)
+            if state.down or self.budget.tokens < self.budget.max_tokens:
+                self._succeeded(state)
+            else:  # what _succeeded does when it has nothing to give back
+                self.served[state.name] += 1
             return reply
         # the first attempt failed: the call goes on with its records, from the retry decision
         call = self.new_call(method, metadata, deadline)

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from grpclib.client import Channel as GrpclibChannel
 from grpclib.client import Stream
@@ -232,15 +232,26 @@ class Channel(GrpclibChannel):
         if metadata:
             sent = dict(sent)
             sent.update(metadata)
-        method = self.method(name, cardinality, request_type, reply_type)
+        method = self._methods.get(name)
+        if (
+            method is None
+            or method.kind is not cardinality
+            or method.request_type is not request_type
+            or method.reply_type is not reply_type
+        ):
+            method = self.method(name, cardinality, request_type, reply_type)
         stream = CallStream(self, method, sent, deadline)
-        opened = OPENED.get()
-        if opened is not None:
-            opened.append(stream)
+        if OPENING:  # some context collects the calls it opens (calls_opened)
+            opened = OPENED.get()
+            if opened is not None:
+                opened.append(stream)
         return stream
 
 
 OPENED: ContextVar[list[CallStream] | None] = ContextVar("greet_client_calls_opened", default=None)
+OPENING = 0
+"""How many `calls_opened` contexts are open, in any task: while none is, no call looks up
+OPENED."""
 
 
 @contextmanager
@@ -253,16 +264,21 @@ def calls_opened() -> Iterator[list[CallStream]]:
     Whoever closes the outer one early closes the streams it opened with `CallStream.close()`
     (GreetClient does).
     """
+    global OPENING
     opened: list[CallStream] = []
     token = OPENED.set(opened)
+    OPENING += 1
     try:
         yield opened
     finally:
+        OPENING -= 1
         OPENED.reset(token)
 
 
 CODEC = ProtoCodec()
 """What grpclib's Stream is given; a CallStream encodes nothing itself (its attempts do)."""
+NO_DISPATCH: Any = None
+"""grpclib.events are not sent: interceptors take their place."""
 
 
 class CallStream(Stream[Any, Any]):
@@ -276,16 +292,17 @@ class CallStream(Stream[Any, Any]):
         metadata: dict[str, MetadataValue],
         deadline: Deadline | None,
     ) -> None:
+        sent: Any = metadata  # grpclib's _Metadata type is a multidict's
         super().__init__(
             channel,
             method.path,
-            cast(Any, metadata),
+            sent,
             method.kind,
             method.request_type,
             method.reply_type,
             codec=CODEC,
             status_details_codec=None,
-            dispatch=cast(Any, None),  # grpclib.events are not sent: interceptors are
+            dispatch=NO_DISPATCH,
             deadline=deadline,
         )
         self.runner = channel.runner
@@ -321,7 +338,11 @@ class CallStream(Stream[Any, Any]):
         tb: TracebackType | None,
     ) -> None:
         if self._finished and self._replies is None and self._task is None:
-            self._seen()  # a unary call: it ended with its reply
+            stream = self._attempt_stream  # a unary call: it ended with its reply
+            if stream is not None:
+                self.initial_metadata = stream.initial_metadata
+                self.trailing_metadata = stream.trailing_metadata
+                self.peer = stream.peer
             return
         try:
             if (
