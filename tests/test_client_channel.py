@@ -19,6 +19,7 @@ from typing import Any, cast
 import pytest
 from flaky_service import Flaky, GrpclibServers
 from grpclib.const import Cardinality, Status
+from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from loopback import StartServer
@@ -32,7 +33,14 @@ from greet.client import (
     RpcError,
 )
 from greet.client._channel import calls_opened
-from greet_service import GreetServiceStub, HelloRequest, HelloResponse, NamesList, NoParam
+from greet_service import (
+    GreetServiceStub,
+    HelloRequest,
+    HelloResponse,
+    MessagesList,
+    NamesList,
+    NoParam,
+)
 
 QUICK = RetryPolicy(initial_backoff=0.001, max_backoff=0.002)
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,6 +264,27 @@ async def test_a_stubs_bidi_send_side_ends_quietly_when_the_call_ends_early(
             assert [reply async for reply in replies] == []
         await end_quietly(senders)
         assert (await stub.say_hello(NoParam())).message == "Hello"
+
+
+class RefusesFirst(Flaky):
+    """Fails a client stream at its first request, its client still sending."""
+
+    async def say_hello_client_streaming(
+        self, hello_request_iterator: AsyncIterator[HelloRequest]
+    ) -> MessagesList:
+        async for request in hello_request_iterator:
+            raise GRPCError(Status.INVALID_ARGUMENT, f"not {request.name}")
+        return MessagesList()
+
+
+async def test_a_stubs_client_stream_failing_midway_raises_its_status(
+    serve: GrpclibServers,
+) -> None:
+    target = await serve.start(RefusesFirst())
+    async with Channel(target, retry=QUICK, timeout=10) as channel:
+        with pytest.raises(RpcError) as raised:
+            await GreetServiceStub(channel).say_hello_client_streaming(endless())
+    assert (raised.value.status, raised.value.message) == (Status.INVALID_ARGUMENT, "not 0")
 
 
 BLOCKING_SCRIPT = """

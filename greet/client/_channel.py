@@ -424,6 +424,8 @@ class CallStream(Stream[Any, Any]):
         try:
             await requests.put(message)
         except ProtocolError:
+            if task is not None and task.done():
+                await task  # the call ended while this request waited: its error, if it failed
             self._sending_ended()
             raise
         self._send_message_done = True
