@@ -11,6 +11,7 @@ UNAVAILABLE and take a while over each greeting of a stream. The Go server is a 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import ssl
@@ -65,7 +66,8 @@ def service_config(max_attempts: int, retryable: tuple[str, ...] = ("UNAVAILABLE
 class GrpcioGreet:
     """GreetService on grpcio's server (see the module docstring): SayHello fails its first
     `failures` calls with UNAVAILABLE; each greeting of a stream takes `work_delay` seconds;
-    `metadata` keeps the invocation metadata of every SayHello call."""
+    a bidi call ends after `bidi_answers` replies (OK, or `bidi_status`) while its client still
+    sends; `metadata` keeps the invocation metadata of every SayHello call."""
 
     def __init__(
         self,
@@ -73,9 +75,13 @@ class GrpcioGreet:
         failures: int = 0,
         work_delay: float = 0.0,
         tls: trustme.LeafCert | None = None,
+        bidi_answers: int | None = None,
+        bidi_status: grpc.StatusCode | None = None,
     ) -> None:
         self.failures = failures
         self.work_delay = work_delay
+        self.bidi_answers = bidi_answers
+        self.bidi_status = bidi_status
         self.calls = 0
         self.metadata: list[dict[str, str | bytes]] = []
         self._lock = threading.Lock()
@@ -155,7 +161,11 @@ class GrpcioGreet:
     def bidi(
         self, requests: Iterator[HelloRequest], context: grpc.ServicerContext
     ) -> Iterator[HelloResponse]:
-        for request in requests:
+        for answered, request in enumerate(requests):
+            if answered == self.bidi_answers:  # ends the call, its client still sending
+                if self.bidi_status is not None:
+                    context.abort(self.bidi_status, f"no more than {answered}")
+                return
             if (reply := self.greet(request.name, context)) is None:
                 return
             yield reply
@@ -296,6 +306,36 @@ async def test_grpcio_deadline_exceeded_with_its_cause(
         assert raised.value.status is Status.DEADLINE_EXCEEDED
         assert raised.value.__cause__ is not None
         assert (await stub.say_hello(NoParam(), timeout=10)).message == "Hello"
+
+
+async def endless() -> AsyncIterator[HelloRequest]:
+    for index in itertools.count():
+        yield HelloRequest(name=str(index))
+
+
+async def test_grpcio_ending_a_bidi_call_before_its_requests_end(
+    grpcio_servers: Callable[..., GrpcioGreet],
+) -> None:
+    """grpcio's server ends the call with its trailers, then resets the stream (NO_ERROR): the
+    status in the trailers is the call's outcome."""
+    early = grpcio_servers(bidi_answers=2)
+    failing = grpcio_servers(bidi_answers=1, bidi_status=grpc.StatusCode.RESOURCE_EXHAUSTED)
+    async with Channel([early.target], timeout=10) as channel:
+        stub = GreetServiceStub(channel)
+        for _ in range(2):
+            replies = stub.say_hello_bidirectional_streaming(endless())
+            assert [reply.message async for reply in replies] == ["Hello 0", "Hello 1"]
+    async with Channel([failing.target], timeout=10) as channel:
+        replies = GreetServiceStub(channel).say_hello_bidirectional_streaming(endless())
+        heard = []
+        with pytest.raises(RpcError) as raised:
+            async for reply in replies:
+                heard.append(reply.message)
+    assert heard == ["Hello 0"]
+    assert (raised.value.status, raised.value.message) == (
+        Status.RESOURCE_EXHAUSTED,
+        "no more than 1",
+    )
 
 
 async def test_grpcio_over_tls_with_trustme_certificates(

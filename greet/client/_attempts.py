@@ -397,34 +397,46 @@ def client_streaming(requests: ReplayableRequests[RequestT]) -> Body[RequestT, R
 
 def bidi_streaming(requests: ReplayableRequests[RequestT]) -> Body[RequestT, ReplyT]:
     """A stream of requests and a stream of replies; the requests are sent by a task of their
-    own, so that replies are read while requests still wait to be sent. Once the server has
-    ended the call its status decides: requests still to be sent are not (the sending is
-    cancelled), and how their sending went does not matter."""
+    own, so that replies are read while requests still wait to be sent.
+
+    Once the server has ended the call, its status decides: requests still to be sent are not
+    (the sending is cancelled, how it went does not matter), and a RST_STREAM(NO_ERROR) after
+    its trailers (HTTP/2's "stop sending", which grpcio's and grpc-go's servers send) is no
+    failure: the status in the trailers is the outcome (the stream raises it unless OK).
+    """
 
     async def body(exchange: Exchange[RequestT, ReplyT]) -> AsyncGenerator[ReplyT, None]:
-        async with exchange.open() as stream:
-            await stream.send_request()
+        ended_first = False  # the server ended the call before the requests ended
+        try:
+            async with exchange.open() as stream:
+                await stream.send_request()
 
-            async def send_all() -> None:
-                async with aclosing(requests.attempt()) as messages:
-                    async for message in messages:
-                        await exchange.send(stream, message)
-                await stream.end()
+                async def send_all() -> None:
+                    async with aclosing(requests.attempt()) as messages:
+                        async for message in messages:
+                            await exchange.send(stream, message)
+                    await stream.end()
 
-            sending = asyncio.create_task(send_all())
-            try:
-                while (reply := await exchange.receive(stream)) is not None:
-                    yield reply
-                if not sending.done():  # the server ended the call before the requests did
-                    sending.cancel()
-                    await asyncio.wait([sending])
-                    await stream.end()  # so that the stream reads the server's status
-            finally:
-                if not sending.done():
-                    sending.cancel()
-                    await asyncio.wait([sending])
-                if not sending.cancelled():
-                    sending.exception()  # seen by the receiving side, or moot: the call ended
+                sending = asyncio.create_task(send_all())
+                try:
+                    while (reply := await exchange.receive(stream)) is not None:
+                        yield reply
+                    if not sending.done():
+                        sending.cancel()
+                        await asyncio.wait([sending])
+                    if sending.cancelled() or sending.exception() is not None:
+                        ended_first = True  # the requests did not end: end them, so that the
+                        await stream.end()  # stream reads the status the server ended with
+                finally:
+                    if not sending.done():
+                        sending.cancel()
+                        await asyncio.wait([sending])
+                    if not sending.cancelled():
+                        sending.exception()  # seen by the receiving side, or moot
+        except StreamReset as reset:
+            if not (ended_first and reset.error_code == ErrorCode.NO_ERROR):
+                raise
+            # the stream raised no status from the trailers the server ended the call with: OK
 
     return body
 
