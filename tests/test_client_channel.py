@@ -8,21 +8,39 @@ script with no event loop of its own.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from flaky_service import Flaky, GrpclibServers
 from grpclib.const import Cardinality, Status
+from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from loopback import StartServer
 
-from greet.client import Channel, ClientAttempt, ClientCall, Proceed, RetryPolicy, RpcError
-from greet_service import GreetServiceStub, HelloRequest, HelloResponse, NamesList, NoParam
+from greet.client import (
+    Channel,
+    ClientAttempt,
+    ClientCall,
+    Proceed,
+    RetryPolicy,
+    RpcError,
+)
+from greet.client._channel import calls_opened
+from greet_service import (
+    GreetServiceStub,
+    HelloRequest,
+    HelloResponse,
+    MessagesList,
+    NamesList,
+    NoParam,
+)
 
 QUICK = RetryPolicy(initial_backoff=0.001, max_backoff=0.002)
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,6 +207,84 @@ async def test_the_stream_a_stub_drives_shows_the_last_attempts_metadata_and_pee
             await stream.recv_trailing_metadata()
         assert replies == ["Hello a", "Hello b"]
         assert stream.trailing_metadata is not None
+
+
+class FirstOnly(Flaky):
+    """Answers a bidi call's first request and ends the call (OK), its client still sending."""
+
+    async def say_hello_bidirectional_streaming(
+        self, hello_request_iterator: AsyncIterator[HelloRequest]
+    ) -> AsyncIterator[HelloResponse]:
+        async for request in hello_request_iterator:
+            yield HelloResponse(message=f"Hello {request.name}")
+            return
+
+
+async def endless() -> AsyncIterator[HelloRequest]:
+    for index in itertools.count():
+        yield HelloRequest(name=str(index))
+
+
+def stub_send_tasks() -> list[asyncio.Task[Any]]:
+    """betterproto's send tasks (`_send_messages`) that are running."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").endswith("_send_messages")
+    ]
+
+
+async def end_quietly(senders: list[asyncio.Task[Any]]) -> None:
+    """Each of `senders` ends cancelled or well, never with an exception nobody reads ("Task
+    exception was never retrieved")."""
+    assert senders
+    await asyncio.wait(senders)
+    assert [task.cancelled() or task.exception() for task in senders] == [True] * len(senders)
+
+
+@pytest.mark.parametrize("how", ["server ends", "caller closes", "caller cancels"])
+async def test_a_stubs_bidi_send_side_ends_quietly_when_the_call_ends_early(
+    serve: GrpclibServers, how: str
+) -> None:
+    target = await serve.start(FirstOnly())
+    async with Channel(target, retry=QUICK, timeout=10) as channel:
+        stub = GreetServiceStub(channel)
+        with calls_opened() as opened:
+            replies = stub.say_hello_bidirectional_streaming(endless())
+            first = await anext(replies)
+        assert first.message == "Hello 0"
+        senders = stub_send_tasks()
+        if how == "server ends":
+            assert [reply async for reply in replies] == []
+        elif how == "caller closes":
+            await cast(AsyncGenerator[HelloResponse, None], replies).aclose()
+        else:
+            [stream] = opened
+            await stream.cancel()
+            assert [reply async for reply in replies] == []
+        await end_quietly(senders)
+        assert (await stub.say_hello(NoParam())).message == "Hello"
+
+
+class RefusesFirst(Flaky):
+    """Fails a client stream at its first request, its client still sending."""
+
+    async def say_hello_client_streaming(
+        self, hello_request_iterator: AsyncIterator[HelloRequest]
+    ) -> MessagesList:
+        async for request in hello_request_iterator:
+            raise GRPCError(Status.INVALID_ARGUMENT, f"not {request.name}")
+        return MessagesList()
+
+
+async def test_a_stubs_client_stream_failing_midway_raises_its_status(
+    serve: GrpclibServers,
+) -> None:
+    target = await serve.start(RefusesFirst())
+    async with Channel(target, retry=QUICK, timeout=10) as channel:
+        with pytest.raises(RpcError) as raised:
+            await GreetServiceStub(channel).say_hello_client_streaming(endless())
+    assert (raised.value.status, raised.value.message) == (Status.INVALID_ARGUMENT, "not 0")
 
 
 BLOCKING_SCRIPT = """

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
 import urllib.request
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from go_interop import GoBinaries
+from go_interop import go_server as start_go_server
 from prometheus_client.parser import text_string_to_metric_families
 from server_process import ServerProcess
 
@@ -27,7 +27,6 @@ from greet.client import GreetClient
 
 NAMES = ["Akhil", "Alice", "Bob"]
 UNUSUAL_NAMES = ["Zoë", "Ærøskøbing", "世界", "Привет", "👋🏽", "a b\tc", "", 'q"uote\\']
-GO_READY = re.compile(r"greet server listening on (\S+)")
 GRPC_CANCELLED = 1
 GRPC_DEADLINE_EXCEEDED = 4
 GRPC_UNIMPLEMENTED = 12
@@ -120,26 +119,8 @@ async def python_server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
 @pytest.fixture
 async def go_server(go_binaries: GoBinaries) -> AsyncIterator[str]:
     """The grpc-go reference server on a free port; yields its host:port."""
-    process = await asyncio.create_subprocess_exec(
-        str(go_binaries.server),
-        "-addr",
-        "127.0.0.1:0",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stderr is not None
-        line = await asyncio.wait_for(process.stderr.readline(), 30)
-        match = GO_READY.search(line.decode())
-        assert match, f"unexpected first line from the Go server: {line!r}"
-        yield match.group(1)
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    async with start_go_server(go_binaries) as (_, target):
+        yield target
 
 
 async def test_go_client_gets_all_four_call_kinds(

@@ -217,7 +217,7 @@ class ReplayableRequests(Generic[RequestT]):
 
     `put` waits while a request it put before is still unread by a running attempt (so the
     caller runs no further ahead of the stream than one message); while no attempt reads, it
-    does not wait.
+    does not wait for one, but lets the loop run once.
     """
 
     def __init__(self, buffer_limit: int) -> None:
@@ -233,6 +233,10 @@ class ReplayableRequests(Generic[RequestT]):
 
     async def put(self, request: RequestT) -> None:
         """The next request of the call; ProtocolError once the call has ended."""
+        if not self._readers and not self._closed:
+            # no attempt reads yet: let the loop run (the caller's read starts one), so that a
+            # request source that never suspends does not hold the loop while it fills the buffer
+            await asyncio.sleep(0)
         while self._unread and self._readers and not self._closed:
             self._writer = asyncio.get_running_loop().create_future()
             try:
@@ -416,28 +420,46 @@ def client_streaming(requests: ReplayableRequests[RequestT]) -> Body[RequestT, R
 
 def bidi_streaming(requests: ReplayableRequests[RequestT]) -> Body[RequestT, ReplyT]:
     """A stream of requests and a stream of replies; the requests are sent by a task of their
-    own, so that replies are read while requests still wait to be sent."""
+    own, so that replies are read while requests still wait to be sent.
+
+    Once the server has ended the call, its status decides: requests still to be sent are not
+    (the sending is cancelled, how it went does not matter), and a RST_STREAM(NO_ERROR) after
+    its trailers (HTTP/2's "stop sending", which grpcio's and grpc-go's servers send) is no
+    failure: the status in the trailers is the outcome (the stream raises it unless OK).
+    """
 
     async def body(exchange: Exchange[RequestT, ReplyT]) -> AsyncGenerator[ReplyT, None]:
-        async with exchange.open() as stream:
-            await stream.send_request()
+        ended_first = False  # the server ended the call before the requests ended
+        try:
+            async with exchange.open() as stream:
+                await stream.send_request()
 
-            async def send_all() -> None:
-                async with aclosing(requests.attempt()) as messages:
-                    async for message in messages:
-                        await exchange.send(stream, message)
-                await stream.end()
+                async def send_all() -> None:
+                    async with aclosing(requests.attempt()) as messages:
+                        async for message in messages:
+                            await exchange.send(stream, message)
+                    await stream.end()
 
-            sending = asyncio.create_task(send_all())
-            try:
-                while (reply := await exchange.receive(stream)) is not None:
-                    yield reply
-                await sending
-            finally:
-                if not sending.done():
-                    sending.cancel()
-                elif not sending.cancelled():
-                    sending.exception()  # seen: the receiving side raised it already
+                sending = asyncio.create_task(send_all())
+                try:
+                    while (reply := await exchange.receive(stream)) is not None:
+                        yield reply
+                    if not sending.done():
+                        sending.cancel()
+                        await asyncio.wait([sending])
+                    if sending.cancelled() or sending.exception() is not None:
+                        ended_first = True  # the requests did not end: end them, so that the
+                        await stream.end()  # stream reads the status the server ended with
+                finally:
+                    if not sending.done():
+                        sending.cancel()
+                        await asyncio.wait([sending])
+                    if not sending.cancelled():
+                        sending.exception()  # seen by the receiving side, or moot
+        except StreamReset as reset:
+            if not (ended_first and reset.error_code == ErrorCode.NO_ERROR):
+                raise
+            # the stream raised no status from the trailers the server ended the call with: OK
 
     return body
 
@@ -517,7 +539,10 @@ class AttemptRunner:
         except ATTEMPT_ERRORS as error:
             failed: BaseException = error
         else:
-            self._succeeded(state)
+            if state.down or self.budget.tokens < self.budget.max_tokens:
+                self._succeeded(state)
+            else:  # what _succeeded does when it has nothing to give back
+                self.served[state.name] += 1
             return reply
         # the first attempt failed: the call goes on with its records, from the retry decision
         call = self.new_call(method, metadata, deadline)

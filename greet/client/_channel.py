@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from grpclib.client import Channel as GrpclibChannel
 from grpclib.client import Stream
@@ -77,6 +77,7 @@ __all__ = ["CallStream", "Channel", "calls_opened", "client_service_config", "wi
 UNARY_UNARY = Cardinality.UNARY_UNARY
 UNARY_STREAM = Cardinality.UNARY_STREAM
 STREAM_UNARY = Cardinality.STREAM_UNARY
+STREAM_STREAM = Cardinality.STREAM_STREAM
 
 NOT_YET: Any = object()
 """No reply read ahead (by `recv_initial_metadata`)."""
@@ -231,15 +232,26 @@ class Channel(GrpclibChannel):
         if metadata:
             sent = dict(sent)
             sent.update(metadata)
-        method = self.method(name, cardinality, request_type, reply_type)
+        method = self._methods.get(name)
+        if (
+            method is None
+            or method.kind is not cardinality
+            or method.request_type is not request_type
+            or method.reply_type is not reply_type
+        ):
+            method = self.method(name, cardinality, request_type, reply_type)
         stream = CallStream(self, method, sent, deadline)
-        opened = OPENED.get()
-        if opened is not None:
-            opened.append(stream)
+        if OPENING:  # some context collects the calls it opens (calls_opened)
+            opened = OPENED.get()
+            if opened is not None:
+                opened.append(stream)
         return stream
 
 
 OPENED: ContextVar[list[CallStream] | None] = ContextVar("greet_client_calls_opened", default=None)
+OPENING = 0
+"""How many `calls_opened` contexts are open, in any task: while none is, no call looks up
+OPENED."""
 
 
 @contextmanager
@@ -252,16 +264,21 @@ def calls_opened() -> Iterator[list[CallStream]]:
     Whoever closes the outer one early closes the streams it opened with `CallStream.close()`
     (GreetClient does).
     """
+    global OPENING
     opened: list[CallStream] = []
     token = OPENED.set(opened)
+    OPENING += 1
     try:
         yield opened
     finally:
+        OPENING -= 1
         OPENED.reset(token)
 
 
 CODEC = ProtoCodec()
 """What grpclib's Stream is given; a CallStream encodes nothing itself (its attempts do)."""
+NO_DISPATCH: Any = None
+"""grpclib.events are not sent: interceptors take their place."""
 
 
 class CallStream(Stream[Any, Any]):
@@ -275,16 +292,17 @@ class CallStream(Stream[Any, Any]):
         metadata: dict[str, MetadataValue],
         deadline: Deadline | None,
     ) -> None:
+        sent: Any = metadata  # grpclib's _Metadata type is a multidict's
         super().__init__(
             channel,
             method.path,
-            cast(Any, metadata),
+            sent,
             method.kind,
             method.request_type,
             method.reply_type,
             codec=CODEC,
             status_details_codec=None,
-            dispatch=cast(Any, None),  # grpclib.events are not sent: interceptors are
+            dispatch=NO_DISPATCH,
             deadline=deadline,
         )
         self.runner = channel.runner
@@ -297,6 +315,7 @@ class CallStream(Stream[Any, Any]):
         self._requests: ReplayableRequests[Any] | None = None  # client streaming, bidi
         self._task: asyncio.Task[Any] | None = None  # client streaming
         self._attempt_stream: ClientStream | None = None
+        self._opener: asyncio.Task[Any] | None = None  # bidi: the task that opened the call
 
     def _watch(self, stream: ClientStream) -> None:
         self._attempt_stream = stream
@@ -319,7 +338,11 @@ class CallStream(Stream[Any, Any]):
         tb: TracebackType | None,
     ) -> None:
         if self._finished and self._replies is None and self._task is None:
-            self._seen()  # a unary call: it ended with its reply
+            stream = self._attempt_stream  # a unary call: it ended with its reply
+            if stream is not None:
+                self.initial_metadata = stream.initial_metadata
+                self.trailing_metadata = stream.trailing_metadata
+                self.peer = stream.peer
             return
         try:
             if (
@@ -374,6 +397,7 @@ class CallStream(Stream[Any, Any]):
         else:
             body = bidi_streaming(requests)
             self._replies = self.runner.run(call, body, requests, watch=self._watch)
+            self._opener = asyncio.current_task()
         if end:
             requests.end()
             self._end_done = True
@@ -397,12 +421,27 @@ class CallStream(Stream[Any, Any]):
         task = self._task
         if task is not None and task.done():
             await task  # the call has ended: its error, if it failed
-        await requests.put(message)
+        try:
+            await requests.put(message)
+        except ProtocolError:
+            if task is not None and task.done():
+                await task  # the call ended while this request waited: its error, if it failed
+            self._sending_ended()
+            raise
         self._send_message_done = True
         self._messages_sent += 1
         if end:
             requests.end()
             self._end_done = True
+
+    def _sending_ended(self) -> None:
+        """A request was sent on a call that has ended (the server ended it, it failed, or it
+        was closed): in a task beside the one that opened the call, such as a generated stub's
+        sending task, the send side ends quietly, as a cancellation (the call's outcome is read
+        where its replies are); in the task that opened it, the caller hears of it
+        (ProtocolError)."""
+        if self._cardinality is STREAM_STREAM and asyncio.current_task() is not self._opener:
+            raise asyncio.CancelledError("the call has ended: no more requests can be sent")
 
     async def end(self) -> None:
         if not self._send_request_done:

@@ -18,6 +18,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Coroutine,
     Iterable,
     Mapping,
     Sequence,
@@ -48,6 +49,10 @@ ReplyT = TypeVar("ReplyT")
 
 NameOrRequest: TypeAlias = "str | HelloRequest"
 Requests: TypeAlias = "Iterable[str | HelloRequest] | AsyncIterable[str | HelloRequest]"
+
+
+NO_PARAM = build(NoParam)
+"""SayHello's request, the same for every call (the stub only reads it)."""
 
 
 def as_request(item: str | HelloRequest) -> HelloRequest:
@@ -165,9 +170,9 @@ class GreetClient:
 
     # -- the four calls ----------------------------------------------------------------------
 
-    async def say_hello(self, *, timeout: float | None = None) -> HelloResponse:
-        """SayHello: the plain greeting ("Hello")."""
-        return await self.stub.say_hello(build(NoParam), timeout=timeout)
+    def say_hello(self, *, timeout: float | None = None) -> Coroutine[Any, Any, HelloResponse]:
+        """SayHello: the plain greeting ("Hello"). (`await` it: it is the stub's coroutine.)"""
+        return self.stub.say_hello(NO_PARAM, timeout=timeout)
 
     def say_hello_server_streaming(
         self, names: NamesList | Iterable[str], *, timeout: float | None = None

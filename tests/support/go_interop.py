@@ -3,12 +3,19 @@ built offline from Debian's Go sources by tests/interop/build_go.sh."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import shutil
+import signal
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BUILD_SCRIPT", "DEBIAN_PACKAGES", "GoBinaries", "build_go_binaries"]
+__all__ = ["BUILD_SCRIPT", "DEBIAN_PACKAGES", "GoBinaries", "build_go_binaries", "go_server"]
+
+GO_READY = re.compile(r"greet server listening on (\S+)")
 
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "interop" / "build_go.sh"
 DEBIAN_PACKAGES = (
@@ -37,3 +44,33 @@ def build_go_binaries(out: Path) -> GoBinaries:
     if build.returncode != 0:
         raise RuntimeError(f"building the Go interop binaries failed:\n{build.stderr}")
     return GoBinaries(client=out / "greet-go-client", server=out / "greet-go-server")
+
+
+@asynccontextmanager
+async def go_server(
+    binaries: GoBinaries, *flags: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """The grpc-go reference server on a free port, with `flags`: its process and host:port.
+    It is stopped with SIGTERM at the end (and must exit 0), unless it was ended before."""
+    process = await asyncio.create_subprocess_exec(
+        str(binaries.server),
+        "-addr",
+        "127.0.0.1:0",
+        *flags,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        line = await asyncio.wait_for(process.stderr.readline(), 30)
+        match = GO_READY.search(line.decode())
+        assert match, f"unexpected first line from the Go server: {line!r}"
+        yield process, match.group(1)
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
