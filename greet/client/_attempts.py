@@ -72,7 +72,7 @@ from greet.client._calls import (
     intercepted,
     wake,
 )
-from greet.client._pool import EndpointPool, EndpointState
+from greet.client._pool import EndpointPool, EndpointState, TransientFailure
 from greet.client._service_config import MethodPolicies, RetryThrottling, ServiceConfig
 from greet.errors import MetadataValue, RpcError
 from greet.transport import Channel, ClientStream, ConnectionEnded, ErrorCode, StreamReset
@@ -133,7 +133,8 @@ def classify(error: BaseException, endpoint: str) -> Failure:
     if isinstance(error, RpcError):
         return Failure(error, error.__cause__)
     failure = _mapped(error, endpoint)
-    failure.error.__cause__ = error
+    # an endpoint waiting to reconnect fails at once: the cause is its connect's own error
+    failure.error.__cause__ = error.__cause__ if isinstance(error, TransientFailure) else error
     return failure
 
 

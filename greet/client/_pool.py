@@ -198,7 +198,9 @@ class EndpointState:
 
     def unreachable(self) -> TransientFailure:
         """The error of an attempt on this endpoint while its `failure` stands."""
-        return TransientFailure(str(self.failure))
+        error = TransientFailure(str(self.failure))
+        error.__cause__ = self.failure  # the connect's own error, which the call's error names
+        return error
 
     def channel(self) -> Channel:
         """The next connection, round-robin."""

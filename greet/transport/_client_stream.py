@@ -203,9 +203,13 @@ class ClientStream(Stream[Any, Any]):
 
     def stream_closed(self, error_code: int) -> None:
         if not self.remote_ended and self.failure is None:
-            self.failure = StreamReset(
-                error_code, f"the stream closed ({ErrorCode(error_code).name})"
-            )
+            if error_code == ErrorCode.REFUSED_STREAM:
+                # e.g. above a GOAWAY's last stream id: the server did no work for it
+                self.failure = StreamRefused(error_code, "the stream was refused (REFUSED_STREAM)")
+            else:
+                self.failure = StreamReset(
+                    error_code, f"the stream closed ({ErrorCode(error_code).name})"
+                )
         self._wake()
 
     def terminate(self, error: StreamTerminatedError) -> None:
