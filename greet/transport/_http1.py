@@ -353,6 +353,19 @@ class Http1Connection(asyncio.Protocol):
     def respond(
         self, status: int, headers: list[Header], *, end: bool, request_ended: bool = True
     ) -> None:
+        self._head(status, headers, end)
+        self._sent(end)
+
+    def respond_whole(
+        self, status: int, headers: list[Header], body: bytes, *, request_ended: bool = True
+    ) -> None:
+        """The whole response, in one write (a unary call's, an Answer)."""
+        self._head(status, headers, True)
+        if body and not self._head_only:
+            self._out.append(body)
+        self._sent(True)
+
+    def _head(self, status: int, headers: list[Header], end: bool) -> None:
         transport = self._transport
         if self.closed or transport is None or transport.is_closing() or not self.requests:
             raise StreamGone("the HTTP/1.1 connection is closed")
@@ -388,7 +401,6 @@ class Http1Connection(asyncio.Protocol):
         self._head_only = entry.head_only
         parts.append(b"\r\n")
         self._queue(b"".join(parts))
-        self._sent(end)
 
     def write(self, data: bytes, *, end: bool, request_ended: bool = True) -> None:
         transport = self._transport

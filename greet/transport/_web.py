@@ -146,11 +146,7 @@ def send_answer(sink: Sink, answer: Answer, *, request_ended: bool = True) -> No
     """Write an Answer whole (StreamGone if the sink is gone)."""
     body = answer.body
     headers = [*answer.headers, (b"content-length", str(len(body)).encode())]
-    if body:
-        sink.respond(answer.status, headers, end=False)
-        sink.write(body, end=True, request_ended=request_ended)
-    else:
-        sink.respond(answer.status, headers, end=True, request_ended=request_ended)
+    sink.respond_whole(answer.status, headers, body, request_ended=request_ended)
 
 
 def plain(status: int, text: str, extra: list[Header] | None = None) -> Answer:
@@ -363,6 +359,12 @@ class Sink(Protocol):
 
     def write(self, data: bytes, *, end: bool, request_ended: bool = True) -> None: ...
 
+    def respond_whole(
+        self, status: int, headers: list[Header], body: bytes, *, request_ended: bool = True
+    ) -> None:
+        """`respond` and `write` of the whole response at once (its headers hold its
+        content-length)."""
+
     def abort(self) -> None: ...
 
     def acknowledge(self, size: int) -> None: ...
@@ -480,11 +482,7 @@ class WebExchange:
                 http_status = CONNECT_HTTP_STATUS[status]
             headers += self.extra
             headers.append((b"content-length", str(len(body)).encode()))
-            if body:
-                sink.respond(http_status, headers, end=False)
-                sink.write(body, end=True, request_ended=request_ended)
-            else:
-                sink.respond(http_status, headers, end=True, request_ended=request_ended)
+            sink.respond_whole(http_status, headers, body, request_ended=request_ended)
             return
         end: dict[str, Any] = {}
         if status is not Status.OK:
@@ -625,6 +623,15 @@ class H2Sink:
 
     def write(self, data: bytes, *, end: bool, request_ended: bool = True) -> None:
         self.connection.send_body(self.stream_id, data, end_stream=end, request_ended=request_ended)
+
+    def respond_whole(
+        self, status: int, headers: list[Header], body: bytes, *, request_ended: bool = True
+    ) -> None:
+        if body:
+            self.respond(status, headers, end=False)
+            self.write(body, end=True, request_ended=request_ended)
+        else:
+            self.respond(status, headers, end=True, request_ended=request_ended)
 
     def abort(self) -> None:
         self.connection.reset(self.stream_id, ErrorCode.CANCEL)
