@@ -35,6 +35,7 @@ call, UNAVAILABLE). A client that goes away mid-call cancels its handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from http import HTTPStatus
@@ -342,10 +343,8 @@ class Http1Connection(asyncio.Protocol):
         self.requests.append(Http1Request(WebRequest(b"POST", "", [], False), False, False))
         self.requests[0].started = True
         self.requests[0].complete = True
-        try:
+        with contextlib.suppress(StreamGone):
             send_answer(self, failure)
-        except StreamGone:
-            pass
         self.close(failure.body.decode().strip())
 
     # -- the Sink of its call (greet.transport._web) -------------------------------------------
@@ -372,7 +371,7 @@ class Http1Connection(asyncio.Protocol):
         entry = self.requests[0]
         if entry.responded:
             raise StreamGone("the response is out")
-        close = self.draining or self._last and entry is self.requests[-1] or not entry.keep_alive
+        close = self.draining or (self._last and entry is self.requests[-1]) or not entry.keep_alive
         parts = [status_line(status)]
         length = False
         for name, value in headers:

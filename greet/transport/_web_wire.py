@@ -160,7 +160,7 @@ class JsonPlan:
     """What betterproto's to_dict and from_dict look up for each field of a class, looked up
     once (see JsonCodec)."""
 
-    __slots__ = ("cls", "fields", "by_key")
+    __slots__ = ("by_key", "cls", "fields")
 
     def __init__(self, cls: type[betterproto.Message], fields: list[JsonField]) -> None:
         self.cls = cls
