@@ -40,12 +40,13 @@ MESSAGES = [
     HelloResponse(message="Hello"),
     HelloResponse(),
     HelloResponse().parse(b""),
-    build(HelloResponse, message="héllo"),
+    build(HelloResponse, message="héllo \"quoted\" \\ \n\t\u0001 \U0001f600 </script>"),
     NamesList(names=["a", "b"]),
     NamesList(),
     Mixed(),
     Mixed(text_value="x", flag=True, count=-5, unsigned=7, tags=["p"], numbers=[1, -2]),
     Mixed(count=0, flag=False, text_value=""),
+    Mixed(count=-(2**31), unsigned=2**32 - 1, tags=["", "é"], numbers=[0]),
     Mixed().parse(bytes(Mixed(count=3, tags=["a"]))),
 ]
 

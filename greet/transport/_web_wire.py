@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from json.encoder import encode_basestring_ascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -104,15 +105,20 @@ class JsonCodec(CodecBase):
         if isinstance(message, betterproto.Message):
             plan = json_plan(type(message))
             if plan is not None:
-                fast = plan.to_dict(message)
-                if fast is not None:
-                    return json.dumps(fast, separators=(",", ":")).encode()
+                text = plan.encode(message)
+                if text is not None:
+                    return text
             return json.dumps(message.to_dict(), separators=(",", ":")).encode()
         return json_format.MessageToJson(message, indent=None).encode()
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:
-            value = json.loads(data) if data.strip() else {}
+            if data == b"{}":
+                value = {}
+            elif data[:1] == b"{":  # (no BOM, no UTF-16 or 32 to detect)
+                value = JSON_DECODER.decode(data.decode())
+            else:
+                value = json.loads(data) if data.strip() else {}
         except (ValueError, UnicodeDecodeError) as error:
             raise GRPCError(Status.INVALID_ARGUMENT, f"the request is not JSON: {error}") from None
         if not isinstance(value, dict):
@@ -145,10 +151,14 @@ INT32_RANGES = {
 """Integer types whose proto3 JSON value is the number itself (64-bit ones are strings)."""
 
 
+JSON_DECODER = json.JSONDecoder()
+
+
 @dataclass(frozen=True, slots=True)
 class JsonField:
     name: str  # the attribute (and proto) name
     json_name: str  # as betterproto's to_dict writes it
+    key: str  # json_name as JSON text, and the colon
     kind: type  # str, bool or int
     low: int
     high: int
@@ -170,10 +180,12 @@ class JsonPlan:
             self.by_key[field.name] = field
             self.by_key[field.json_name] = field
 
-    def to_dict(self, message: betterproto.Message) -> dict[str, Any] | None:
-        """`message.to_dict()`, or None where the plan does not cover a value."""
+    def encode(self, message: betterproto.Message) -> bytes | None:
+        """`json.dumps(message.to_dict(), separators=(",", ":")).encode()`, or None where the
+        plan does not cover a value: each value is written by the json module's own string
+        encoder (or is a bool or an int), in to_dict's order."""
         state = object.__getattribute__(message, "__dict__")
-        output: dict[str, Any] = {}
+        parts: list[str] = []
         for field in self.fields:
             value = state.get(field.name, PLACEHOLDER)
             if value is PLACEHOLDER:
@@ -183,16 +195,20 @@ class JsonPlan:
                     return None
                 if not value:
                     continue
+                items = []
                 for item in value:
-                    if not fits(field, item):
+                    text = json_text(field, item)
+                    if text is None:
                         return None
-                output[field.json_name] = list(value)
+                    items.append(text)
+                parts.append(field.key + "[" + ",".join(items) + "]")
             else:
-                if not fits(field, value):
+                text = json_text(field, value)
+                if text is None:
                     return None
                 if value != field.default:
-                    output[field.json_name] = value
-        return output
+                    parts.append(field.key + text)
+        return ("{" + ",".join(parts) + "}").encode()
 
     def from_dict(self, value: dict[str, Any]) -> betterproto.Message | None:
         """`cls().from_dict(value)`, or None where the plan does not cover a value."""
@@ -212,6 +228,20 @@ class JsonPlan:
         message = build(self.cls, **fields)
         object.__getattribute__(message, "__dict__")["_serialized_on_wire"] = True
         return message
+
+
+def json_text(field: JsonField, value: Any) -> str | None:
+    """`value` as json.dumps writes it, or None if it does not fit `field`."""
+    kind = type(value)
+    if kind is not field.kind:
+        return None
+    if kind is str:
+        return encode_basestring_ascii(value)  # json.dumps's own (ensure_ascii)
+    if kind is bool:
+        return "true" if value else "false"
+    if field.low <= value < field.high:
+        return int.__repr__(value)
+    return None
 
 
 def fits(field: JsonField, value: Any) -> bool:
@@ -259,7 +289,8 @@ def make_json_plan(cls: Any) -> JsonPlan | None:
         default = meta.default_gen[name]()
         repeated = type(default) is list
         json_name = betterproto.Casing.CAMEL(name).rstrip("_")  # as to_dict names it
-        fields.append(JsonField(name, json_name, kind, low, high, repeated, default))
+        key = encode_basestring_ascii(json_name) + ":"
+        fields.append(JsonField(name, json_name, key, kind, low, high, repeated, default))
     return JsonPlan(cls, fields)
 
 
