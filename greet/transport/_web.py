@@ -65,7 +65,13 @@ from greet.transport._web_wire import (
     read_trailers,
     unpadded,
 )
-from greet.transport._wire import BadRequestHead, RequestHead, read_deadline
+from greet.transport._wire import (
+    OK_TRAILERS,
+    RESPONSE_HEADERS,
+    BadRequestHead,
+    RequestHead,
+    read_deadline,
+)
 
 if TYPE_CHECKING:
     from grpclib.protocol import Peer
@@ -414,11 +420,14 @@ class WebExchange:
         self.sink.abort()
 
     def send_headers(self, stream_id: int, headers: list[Header]) -> None:
-        metadata = [
-            header
-            for header in headers
-            if header[0][:1] != b":" and header[0] not in RESPONSE_FIELDS
-        ]
+        if headers is RESPONSE_HEADERS:  # the usual case: no metadata
+            metadata: list[Header] = []
+        else:
+            metadata = [
+                header
+                for header in headers
+                if header[0][:1] != b":" and header[0] not in RESPONSE_FIELDS
+            ]
         if not self.kind.enveloped:
             self._leading = metadata  # a Connect unary answer's status is not known yet
             return
@@ -436,9 +445,23 @@ class WebExchange:
     def send_trailers(
         self, stream_id: int, headers: list[Header], *, trailers_only: bool, request_ended: bool
     ) -> None:
-        status, message, details, metadata = read_trailers(headers)
         kind = self.kind
         sink = self.sink
+        if headers is OK_TRAILERS and not kind.enveloped:  # a Connect unary reply, no metadata
+            body = self._body
+            sink.respond_whole(
+                200,
+                [
+                    (b"content-type", kind.content_type),
+                    *self._leading,
+                    *self.extra,
+                    (b"content-length", str(len(body)).encode()),
+                ],
+                body,
+                request_ended=request_ended,
+            )
+            return
+        status, message, details, metadata = read_trailers(headers)
         if kind.name == "grpc-web":
             fields = [(b"grpc-status", str(status.value).encode())]
             if message is not None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-from json.encoder import encode_basestring_ascii
 from collections.abc import Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import betterproto
@@ -270,7 +270,7 @@ def json_plan(cls: Any) -> JsonPlan | None:
 def make_json_plan(cls: Any) -> JsonPlan | None:
     if not (isinstance(cls, type) and issubclass(cls, betterproto.Message) and is_simple(cls)):
         return None
-    meta = cls._betterproto
+    meta = cls._betterproto  # type: ignore[arg-type]  # betterproto's classproperty
     fields = []
     for name, field_meta in meta.meta_by_field_name.items():
         if field_meta.optional or field_meta.group is not None:
