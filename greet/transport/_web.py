@@ -123,20 +123,21 @@ NOT_METADATA = frozenset(
 )
 
 
-@dataclass(slots=True)
 class WebRequest:
     """One HTTP request's head, from either HTTP version (names lowercase)."""
 
-    method: bytes
-    path: str
-    headers: list[Header]
-    http2: bool
+    __slots__ = ("first", "headers", "http2", "method", "path")
+
+    def __init__(self, method: bytes, path: str, headers: list[Header], http2: bool) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.http2 = http2
+        self.first = dict(reversed(headers))  # each name's first value, looked up in one step
 
     def get(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        """The first value of header `name`."""
+        return self.first.get(name)
 
 
 @dataclass(slots=True)
