@@ -40,7 +40,7 @@ MESSAGES = [
     HelloResponse(message="Hello"),
     HelloResponse(),
     HelloResponse().parse(b""),
-    build(HelloResponse, message="héllo \"quoted\" \\ \n\t\u0001 \U0001f600 </script>"),
+    build(HelloResponse, message='héllo "quoted" \\ \n\t\u0001 \U0001f600 </script>'),
     NamesList(names=["a", "b"]),
     NamesList(),
     Mixed(),
