@@ -48,7 +48,7 @@ from grpclib.protocol import Peer
 from greet.transport._connection import batching_transport
 from greet.transport._engine import Header, StreamGone
 from greet.transport._web import Answer, WebCall, WebRequest, open_call, plain, refusal, send_answer
-from greet.transport._web_wire import classify
+from greet.transport._web_wire import classify_header
 
 if TYPE_CHECKING:
     from greet.transport._connection import Writer
@@ -571,7 +571,7 @@ def oversized(connection: Http1Connection, request: WebRequest, length: int) -> 
     request names one, else 413."""
     limit = connection.server.transport_config.max_message_bytes
     content_type = request.get(b"content-type")
-    kind = classify(None if content_type is None else content_type.decode("latin-1"))
+    kind = classify_header(content_type)
     message = (
         f"request body is {length} bytes; the limit (--max-message-bytes) is {limit} for a message"
     )

@@ -56,7 +56,7 @@ from greet.transport._web_wire import (
     CONNECT_HTTP_STATUS,
     RESPONSE_FIELDS,
     WebKind,
-    classify,
+    classify_header,
     connect_error,
     decode_base64_pieces,
     dumps,
@@ -258,7 +258,7 @@ def refuse(
             [(b"allow", b"POST, OPTIONS"), (b"connection", b"close")],
         )
     content_type = request.get(b"content-type")
-    kind = classify(None if content_type is None else content_type.decode("latin-1"))
+    kind = classify_header(content_type)
     if kind is None:
         return plain(
             415,

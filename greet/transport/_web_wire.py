@@ -33,6 +33,7 @@ __all__ = [
     "JsonCodec",
     "WebKind",
     "classify",
+    "classify_header",
     "connect_error",
     "decode_base64_pieces",
     "dumps",
@@ -46,9 +47,10 @@ __all__ = [
 # -- protocols ----------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class WebKind:
-    """One request content-type's protocol."""
+    """One request content-type's protocol (the six below; compared and hashed by identity, as
+    a key of the server's route cache)."""
 
     name: str  # the metrics label: "connect" or "grpc-web"
     enveloped: bool  # messages framed (Connect streaming, gRPC-Web); else one bare message
@@ -81,6 +83,25 @@ def classify(content_type: str | None) -> WebKind | None:
     if not content_type:
         return None
     return KINDS.get(content_type.partition(";")[0].strip().lower())
+
+
+KINDS_SEEN: dict[bytes, WebKind | None] = {}
+KINDS_SEEN_MAX = 64  # distinct content-type values remembered (then forgotten all at once)
+
+
+def classify_header(content_type: bytes | None) -> WebKind | None:
+    """`classify` of a content-type header as it came, remembered per value."""
+    if content_type is None:
+        return None
+    try:
+        return KINDS_SEEN[content_type]
+    except KeyError:
+        pass
+    kind = classify(content_type.decode("latin-1"))
+    if len(KINDS_SEEN) >= KINDS_SEEN_MAX:
+        KINDS_SEEN.clear()
+    KINDS_SEEN[content_type] = kind
+    return kind
 
 
 # -- JSON ----------
