@@ -227,11 +227,13 @@ class Http1Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
+        headers = self._headers
         request = WebRequest(
             parser.get_method(),
             self._url.partition(b"?")[0].decode("ascii", "replace"),
-            self._headers,
+            headers,
             False,
+            self._head_size - len(self._url) - 4 * len(headers),  # the names' and values' bytes
         )
         keep_alive = parser.should_keep_alive()
         entry = Http1Request(request, keep_alive, parser.get_http_version() == "1.0")

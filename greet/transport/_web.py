@@ -126,14 +126,24 @@ NOT_METADATA = frozenset(
 class WebRequest:
     """One HTTP request's head, from either HTTP version (names lowercase)."""
 
-    __slots__ = ("first", "headers", "http2", "method", "path")
+    __slots__ = ("first", "headers", "http2", "method", "path", "size")
 
-    def __init__(self, method: bytes, path: str, headers: list[Header], http2: bool) -> None:
+    def __init__(
+        self,
+        method: bytes,
+        path: str,
+        headers: list[Header],
+        http2: bool,
+        size: int | None = None,
+    ) -> None:
         self.method = method
         self.path = path
         self.headers = headers
         self.http2 = http2
         self.first = dict(reversed(headers))  # each name's first value, looked up in one step
+        if size is None:
+            size = sum(len(name) + len(value) for name, value in headers)
+        self.size = size + 32 * len(headers)  # as HTTP/2 counts a header list (RFC 9113 6.5.2)
 
     def get(self, name: bytes) -> bytes | None:
         """The first value of header `name`."""
@@ -183,11 +193,9 @@ def refusal(kind: WebKind, status: Status, message: str) -> Answer:
 
 
 def request_head(request: WebRequest, kind: WebKind) -> RequestHead:
-    size = 0
     fields = []
     user_agent = None
     for name, value in request.headers:
-        size += len(name) + len(value) + 32
         if name == b"user-agent" or (name == b"x-user-agent" and user_agent is None):
             user_agent = value.decode("ascii", "replace")
         elif (
@@ -204,7 +212,7 @@ def request_head(request: WebRequest, kind: WebKind) -> RequestHead:
         user_agent,
         None,
         None,
-        size,
+        request.size,
         fields,
     )
 
@@ -309,7 +317,7 @@ def check_request(server: TransportServer, request: WebRequest, kind: WebKind) -
     """What the protocol refuses before routing: headers over the limit, an unknown Connect
     version, a compressed body."""
     limit = server.transport_config.max_header_list_bytes
-    size = sum(len(name) + len(value) + 32 for name, value in request.headers)
+    size = request.size
     if size > limit:
         return refusal(
             kind,

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, cast
 
 import betterproto
 from betterproto import PLACEHOLDER
@@ -123,12 +123,12 @@ class JsonCodec(CodecBase):
     __content_subtype__ = "json"
 
     def encode(self, message: Any, message_type: Any) -> bytes:
+        plan = json_plan(type(message))
+        if plan is not None:
+            text = plan.encode(message)
+            if text is not None:
+                return text
         if isinstance(message, betterproto.Message):
-            plan = json_plan(type(message))
-            if plan is not None:
-                text = plan.encode(message)
-                if text is not None:
-                    return text
             return json.dumps(message.to_dict(), separators=(",", ":")).encode()
         return json_format.MessageToJson(message, indent=None).encode()
 
@@ -274,18 +274,15 @@ def fits(field: JsonField, value: Any) -> bool:
 
 
 _json_plans: dict[type, JsonPlan | None] = {}
+_UNPLANNED = object()
 
 
 def json_plan(cls: Any) -> JsonPlan | None:
     """The class's JsonPlan, made once; None for a class it does not cover."""
-    try:
-        return _json_plans[cls]
-    except KeyError:
-        pass
-    except TypeError:  # not hashable: not a class
-        return None
-    plan = _json_plans[cls] = make_json_plan(cls)
-    return plan
+    plan: JsonPlan | object | None = _json_plans.get(cls, _UNPLANNED)
+    if plan is _UNPLANNED:
+        plan = _json_plans[cls] = make_json_plan(cls)
+    return cast("JsonPlan | None", plan)
 
 
 def make_json_plan(cls: Any) -> JsonPlan | None:
