@@ -122,6 +122,7 @@ class Http1Connection(asyncio.Protocol):
         self._headers: list[Header] = []
         self._head_size = 0
         self._head_limit = config.max_header_list_bytes
+        self._too_large = False  # the head being read is over the limit
         self._last = False  # a request that ends the connection was read
         self._read_all = False  # ... whole: what comes after it is not read
         self._failure: Answer | None = None  # to send once the answers before it are out
@@ -160,13 +161,11 @@ class Http1Connection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-        except HeadTooLarge:
-            self._fail(431, too_large(self._head_limit))
-        except httptools.HttpParserCallbackError as error:
-            if isinstance(error.__context__, HeadTooLarge):
-                self._fail(431, too_large(self._head_limit))
-            else:
+        except (HeadTooLarge, httptools.HttpParserCallbackError):
+            # (httptools wraps what a callback raises; `_too_large` says whether it was ours)
+            if not self._too_large:
                 raise
+            self._fail(431, too_large(self._head_limit))
         except httptools.HttpParserUpgrade:
             # greet upgrades to nothing: the request is answered and the connection closes
             self._last = True
@@ -217,11 +216,13 @@ class Http1Connection(asyncio.Protocol):
         self._url += url
         self._head_size += len(url)
         if self._head_size > self._head_limit:
+            self._too_large = True
             raise HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self._head_limit:
+            self._too_large = True
             raise HeadTooLarge
         self._headers.append((name.lower(), value))
 
