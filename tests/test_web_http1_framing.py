@@ -9,10 +9,13 @@ import asyncio
 import contextlib
 import json
 import struct
+from dataclasses import replace
 
 import h11
+from loopback import StartServer
 
 from greet.server import GreetServer
+from greet.transport import TransportConfig
 
 SAY_HELLO = "/greet_service.GreetService/SayHello"
 STREAM = "/greet_service.GreetService/SayHelloServerStreaming"
@@ -145,6 +148,45 @@ async def test_requests_split_byte_by_byte_and_pipelined(server: GreetServer) ->
         await writer.drain()
     got = await responses(reader, 3)
     assert [json.loads(body) for _, body in got] == [{"message": "Hello"}] * 3
+    await close(writer)
+
+
+async def test_many_pipelined_requests_are_all_answered_in_order(server: GreetServer) -> None:
+    reader, writer = await connect(server)
+    names = [f"n{index}" for index in range(300)]
+    writer.write(
+        b"".join(
+            request(
+                STREAM, envelope(json.dumps({"names": [name]}).encode()), "application/connect+json"
+            )
+            for name in names
+        )
+    )
+    got = await responses(reader, len(names))
+    replies = [json.loads(body[5 : 5 + struct.unpack(">I", body[1:5])[0]]) for _, body in got]
+    assert [reply["message"] for reply in replies] == [f"Hello {name}" for name in names]
+    await close(writer)
+
+
+async def test_pipelining_past_the_read_ahead_bound_is_answered_in_order(
+    start_server: StartServer,
+) -> None:
+    # read ahead: one header block and one message's worth (here about 2.5 KiB), then the
+    # socket waits; 400 requests of about 170 bytes go well past it
+    transport = replace(TransportConfig(), max_message_bytes=256, max_header_list_bytes=2048)
+    server = await start_server(transport=transport)
+    reader, writer = await connect(server)
+    names = [f"n{index}" for index in range(400)]
+    body = b"".join(
+        request(
+            STREAM, envelope(json.dumps({"names": [name]}).encode()), "application/connect+json"
+        )
+        for name in names
+    )
+    writer.write(body)
+    got = await responses(reader, len(names))
+    replies = [json.loads(body[5 : 5 + struct.unpack(">I", body[1:5])[0]]) for _, body in got]
+    assert [reply["message"] for reply in replies] == [f"Hello {name}" for name in names]
     await close(writer)
 
 

@@ -83,6 +83,7 @@ class Http1Request:
         "keep_alive",
         "old_client",
         "parts",
+        "queued",
         "request",
         "responded",
         "started",
@@ -100,6 +101,7 @@ class Http1Request:
         self.call: WebCall | None = None
         self.held: bytes | None = None  # the last body piece, given to the call with the end
         self.parts: list[bytes] = []  # body read before its turn
+        self.queued = 0  # bytes of it read before its turn (head and body)
 
 
 class Http1Connection(asyncio.Protocol):
@@ -141,7 +143,8 @@ class Http1Connection(asyncio.Protocol):
         # one framed message, base64 for gRPC-Web text: longer bodies are refused unread
         self._body_limit = (config.max_message_bytes + 5) * 4 // 3 + 4
         self._pipeline_limit = config.max_header_list_bytes + self._body_limit
-        self._queued = 0  # body bytes read ahead for requests whose turn has not come
+        self._queued = 0  # bytes read ahead (heads and bodies) for requests not yet started
+        self._next_waits = False  # the next request waits for the client to read our answers
         self._reading_paused = False
         self.loop: asyncio.AbstractEventLoop
         self.peer: Peer
@@ -189,6 +192,9 @@ class Http1Connection(asyncio.Protocol):
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.writable()
+        if self._next_waits:
+            self._next_waits = False
+            self._next()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
@@ -247,6 +253,11 @@ class Http1Connection(asyncio.Protocol):
         requests.append(entry)
         if len(requests) == 1:
             self._start(entry)
+            return
+        entry.queued = self._head_size
+        self._queued += self._head_size
+        if self._queued > self._pipeline_limit and not self._reading_paused:
+            self._pause_reading()
 
     def on_body(self, body: bytes) -> None:
         entry = self._reading
@@ -254,6 +265,7 @@ class Http1Connection(asyncio.Protocol):
             return
         if not entry.started:
             entry.parts.append(body)
+            entry.queued += len(body)
             self._queued += len(body)
             if self._queued > self._pipeline_limit and not self._reading_paused:
                 self._pause_reading()
@@ -288,6 +300,8 @@ class Http1Connection(asyncio.Protocol):
     def _start(self, entry: Http1Request) -> None:
         """The request's turn: its call opens (or its answer goes out)."""
         entry.started = True
+        self._queued -= entry.queued
+        entry.queued = 0
         request = entry.request
         length = request.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._body_limit:
@@ -305,7 +319,6 @@ class Http1Connection(asyncio.Protocol):
         opened.headers_received(False)
         if entry.parts:
             parts, entry.parts = entry.parts, []
-            self._queued -= sum(map(len, parts))
             entry.held = parts.pop()
             for part in parts:
                 if entry.call is opened and not entry.responded:
@@ -491,10 +504,18 @@ class Http1Connection(asyncio.Protocol):
         requests = self.requests
         if self.closed or not requests or requests[0].started:
             return
-        if self._reading_paused and self._transport is not None and self._failure is None:
+        if self.send_blocked:  # a client that does not read its answers gets no more of them
+            self._next_waits = True
+            return
+        self._start(requests[0])
+        if (
+            self._reading_paused
+            and self._transport is not None
+            and self._failure is None
+            and self._queued <= self._pipeline_limit
+        ):
             self._reading_paused = False
             self._transport.resume_reading()
-        self._start(requests[0])
 
     def _pause_reading(self) -> None:
         if self._transport is not None:
