@@ -17,6 +17,13 @@ on uvicorn with httptools and uvloop; the `web` dependency group), `greet-nghttp
 h2c). Before measuring, one call checks that each server answers it with `{"message": "Hello"}`;
 a server that does not is reported and left out. The exact commands are printed.
 Not part of the tests: no figure is asserted anywhere.
+
+    python benchmarks/web_compare.py --path-length [--loop asyncio|uvloop]
+
+counts instead the Python and C function calls of one such call (as benchmarks/path_length.py
+does for gRPC): GreetServer and a raw HTTP/1.1 client (asyncio streams, one keep-alive
+connection) in one process, 50 warm-up calls, then one call under `sys.setprofile` until 20 ms
+after its reply. Exact for one interpreter and set of packages, whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -239,6 +246,78 @@ def report(out: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+RAW_CALL = (
+    f"POST {PATH} HTTP/1.1\r\nhost: greet\r\n"
+    + "".join(f"{header}\r\n" for header in HEADERS)
+    + f"content-length: {len(BODY)}\r\n\r\n"
+).encode() + BODY
+
+
+SHORTER = re.compile(r"^.*/(site-packages|lib/python3\.\d+|generated|benchmarks)/")
+
+
+async def count_one_call(root: str) -> tuple[int, dict[str, int]]:
+    """The calls (Python and C) of one Connect unary JSON call, by module (see the docstring)."""
+    import asyncio
+    from collections import Counter
+    from types import FrameType
+    from typing import Any
+
+    from greet.server import GreetServer, ServerConfig
+
+    by_module: Counter[str] = Counter()
+    calls = 0
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+            by_module[SHORTER.sub("", frame.f_code.co_filename.removeprefix(root))] += 1
+        elif event == "c_call":
+            calls += 1
+            by_module["(C functions)"] += 1
+
+    async with GreetServer(ServerConfig(port=0)) as server:
+        reader, writer = await asyncio.open_connection(*server.address)
+
+        async def call() -> None:
+            writer.write(RAW_CALL)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"content-length: (\d+)", head.lower())
+            if not head.startswith(b"HTTP/1.1 200") or length is None:
+                raise RuntimeError(f"unexpected answer: {head!r}")
+            await reader.readexactly(int(length.group(1)))
+
+        for _ in range(50):
+            await call()
+        sys.setprofile(profile)
+        try:
+            await call()
+            await asyncio.sleep(0.02)
+        finally:
+            sys.setprofile(None)
+        writer.close()
+    return calls, dict(by_module)
+
+
+def path_length(loop: str) -> None:
+    import asyncio
+
+    os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    import greet
+
+    root = f"{Path(greet.__file__).resolve().parent.parent}/"  # the checkout greet runs from
+    if loop == "uvloop":
+        import uvloop
+
+        calls, by_module = uvloop.run(count_one_call(root))
+    else:
+        calls, by_module = asyncio.run(count_one_call(root))
+    for name, count in sorted(by_module.items(), key=lambda item: -item[1]):
+        print(f"{count:5d}  {name}")
+    print(f"{calls} calls ({loop} event loop)")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", default="connectrpc,greet-nghttp2,greet-h2")
@@ -250,11 +329,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--load-cpu", default="0", help="core h2load and this script run on")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     parser.add_argument("--json", type=Path, help="write every figure here too")
+    parser.add_argument(
+        "--path-length", action="store_true", help="count the function calls of one call instead"
+    )
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.path_length:
+        path_length(args.loop)
+        return 0
     out = run(args)
     out["command"] = shlex.join(["python", "benchmarks/web_compare.py", *(argv or sys.argv[1:])])
     text = report(out)

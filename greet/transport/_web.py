@@ -56,7 +56,7 @@ from greet.transport._web_wire import (
     CONNECT_HTTP_STATUS,
     RESPONSE_FIELDS,
     WebKind,
-    classify,
+    classify_header,
     connect_error,
     decode_base64_pieces,
     dumps,
@@ -65,7 +65,13 @@ from greet.transport._web_wire import (
     read_trailers,
     unpadded,
 )
-from greet.transport._wire import BadRequestHead, RequestHead, read_deadline
+from greet.transport._wire import (
+    OK_TRAILERS,
+    RESPONSE_HEADERS,
+    BadRequestHead,
+    RequestHead,
+    read_deadline,
+)
 
 if TYPE_CHECKING:
     from grpclib.protocol import Peer
@@ -117,20 +123,31 @@ NOT_METADATA = frozenset(
 )
 
 
-@dataclass(slots=True)
 class WebRequest:
     """One HTTP request's head, from either HTTP version (names lowercase)."""
 
-    method: bytes
-    path: str
-    headers: list[Header]
-    http2: bool
+    __slots__ = ("first", "headers", "http2", "method", "path", "size")
+
+    def __init__(
+        self,
+        method: bytes,
+        path: str,
+        headers: list[Header],
+        http2: bool,
+        size: int | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.http2 = http2
+        self.first = dict(reversed(headers))  # each name's first value, looked up in one step
+        if size is None:
+            size = sum(len(name) + len(value) for name, value in headers)
+        self.size = size + 32 * len(headers)  # as HTTP/2 counts a header list (RFC 9113 6.5.2)
 
     def get(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        """The first value of header `name`."""
+        return self.first.get(name)
 
 
 @dataclass(slots=True)
@@ -146,11 +163,7 @@ def send_answer(sink: Sink, answer: Answer, *, request_ended: bool = True) -> No
     """Write an Answer whole (StreamGone if the sink is gone)."""
     body = answer.body
     headers = [*answer.headers, (b"content-length", str(len(body)).encode())]
-    if body:
-        sink.respond(answer.status, headers, end=False)
-        sink.write(body, end=True, request_ended=request_ended)
-    else:
-        sink.respond(answer.status, headers, end=True, request_ended=request_ended)
+    sink.respond_whole(answer.status, headers, body, request_ended=request_ended)
 
 
 def plain(status: int, text: str, extra: list[Header] | None = None) -> Answer:
@@ -180,11 +193,9 @@ def refusal(kind: WebKind, status: Status, message: str) -> Answer:
 
 
 def request_head(request: WebRequest, kind: WebKind) -> RequestHead:
-    size = 0
     fields = []
     user_agent = None
     for name, value in request.headers:
-        size += len(name) + len(value) + 32
         if name == b"user-agent" or (name == b"x-user-agent" and user_agent is None):
             user_agent = value.decode("ascii", "replace")
         elif (
@@ -201,7 +212,7 @@ def request_head(request: WebRequest, kind: WebKind) -> RequestHead:
         user_agent,
         None,
         None,
-        size,
+        request.size,
         fields,
     )
 
@@ -255,7 +266,7 @@ def refuse(
             [(b"allow", b"POST, OPTIONS"), (b"connection", b"close")],
         )
     content_type = request.get(b"content-type")
-    kind = classify(None if content_type is None else content_type.decode("latin-1"))
+    kind = classify_header(content_type)
     if kind is None:
         return plain(
             415,
@@ -306,7 +317,7 @@ def check_request(server: TransportServer, request: WebRequest, kind: WebKind) -
     """What the protocol refuses before routing: headers over the limit, an unknown Connect
     version, a compressed body."""
     limit = server.transport_config.max_header_list_bytes
-    size = sum(len(name) + len(value) + 32 for name, value in request.headers)
+    size = request.size
     if size > limit:
         return refusal(
             kind,
@@ -363,6 +374,12 @@ class Sink(Protocol):
 
     def write(self, data: bytes, *, end: bool, request_ended: bool = True) -> None: ...
 
+    def respond_whole(
+        self, status: int, headers: list[Header], body: bytes, *, request_ended: bool = True
+    ) -> None:
+        """`respond` and `write` of the whole response at once (its headers hold its
+        content-length)."""
+
     def abort(self) -> None: ...
 
     def acknowledge(self, size: int) -> None: ...
@@ -412,11 +429,14 @@ class WebExchange:
         self.sink.abort()
 
     def send_headers(self, stream_id: int, headers: list[Header]) -> None:
-        metadata = [
-            header
-            for header in headers
-            if header[0][:1] != b":" and header[0] not in RESPONSE_FIELDS
-        ]
+        if headers is RESPONSE_HEADERS:  # the usual case: no metadata
+            metadata: list[Header] = []
+        else:
+            metadata = [
+                header
+                for header in headers
+                if header[0][:1] != b":" and header[0] not in RESPONSE_FIELDS
+            ]
         if not self.kind.enveloped:
             self._leading = metadata  # a Connect unary answer's status is not known yet
             return
@@ -434,9 +454,23 @@ class WebExchange:
     def send_trailers(
         self, stream_id: int, headers: list[Header], *, trailers_only: bool, request_ended: bool
     ) -> None:
-        status, message, details, metadata = read_trailers(headers)
         kind = self.kind
         sink = self.sink
+        if headers is OK_TRAILERS and not kind.enveloped:  # a Connect unary reply, no metadata
+            body = self._body
+            sink.respond_whole(
+                200,
+                [
+                    (b"content-type", kind.content_type),
+                    *self._leading,
+                    *self.extra,
+                    (b"content-length", str(len(body)).encode()),
+                ],
+                body,
+                request_ended=request_ended,
+            )
+            return
+        status, message, details, metadata = read_trailers(headers)
         if kind.name == "grpc-web":
             fields = [(b"grpc-status", str(status.value).encode())]
             if message is not None:
@@ -480,11 +514,7 @@ class WebExchange:
                 http_status = CONNECT_HTTP_STATUS[status]
             headers += self.extra
             headers.append((b"content-length", str(len(body)).encode()))
-            if body:
-                sink.respond(http_status, headers, end=False)
-                sink.write(body, end=True, request_ended=request_ended)
-            else:
-                sink.respond(http_status, headers, end=True, request_ended=request_ended)
+            sink.respond_whole(http_status, headers, body, request_ended=request_ended)
             return
         end: dict[str, Any] = {}
         if status is not Status.OK:
@@ -625,6 +655,15 @@ class H2Sink:
 
     def write(self, data: bytes, *, end: bool, request_ended: bool = True) -> None:
         self.connection.send_body(self.stream_id, data, end_stream=end, request_ended=request_ended)
+
+    def respond_whole(
+        self, status: int, headers: list[Header], body: bytes, *, request_ended: bool = True
+    ) -> None:
+        if body:
+            self.respond(status, headers, end=False)
+            self.write(body, end=True, request_ended=request_ended)
+        else:
+            self.respond(status, headers, end=True, request_ended=request_ended)
 
     def abort(self) -> None:
         self.connection.reset(self.stream_id, ErrorCode.CANCEL)
