@@ -216,10 +216,12 @@ class ReplayableRequests(Generic[RequestT]):
     """The request messages of one client- or bidi-streaming call, put in by the caller and
     readable once per attempt (see the module docstring).
 
-    `put` waits while a request it put before is still unread by a running attempt (so the
-    caller runs no further ahead of the stream than one message); while no attempt reads, it
-    does not wait for one, but lets the loop run once.
+    `put` waits while AHEAD requests it put are still unread by a running attempt (so the caller
+    runs a bounded way ahead of the stream, and a reader takes several requests a wake-up); while
+    no attempt reads, it does not wait for one, but lets the loop run once.
     """
+
+    AHEAD = 32
 
     def __init__(self, buffer_limit: int) -> None:
         self._unread: deque[RequestT] = deque()
@@ -238,7 +240,7 @@ class ReplayableRequests(Generic[RequestT]):
             # no attempt reads yet: let the loop run (the caller's read starts one), so that a
             # request source that never suspends does not hold the loop while it fills the buffer
             await asyncio.sleep(0)
-        while self._unread and self._readers and not self._closed:
+        while len(self._unread) >= self.AHEAD and self._readers and not self._closed:
             self._writer = asyncio.get_running_loop().create_future()
             try:
                 await self._writer
