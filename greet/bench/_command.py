@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -22,7 +19,7 @@ from greet.bench._load import Connect, resolve_targets
 from greet.bench._report import render_report
 from greet.bench._run import default_processes, run_bench, run_loop
 from greet.client.arguments import UsageError
-from greet.client.cli_setup import ClientSetup, ConnectionFlagError
+from greet.client.cli_setup import ClientSetup, ConnectionFlagError, interrupt_sets
 
 __all__ = ["INTERRUPTED", "bench_main", "connect_of"]
 
@@ -66,21 +63,6 @@ def open_output(path: Path | None) -> TextIO | None:
         return path.open("w", encoding="utf-8", newline="")
     except OSError as error:
         raise UsageError(f"-o {path}: cannot write to it: {error.strerror or error}") from None
-
-
-@contextlib.contextmanager
-def interrupt_sets(event: asyncio.Event) -> Iterator[None]:
-    """While inside, SIGINT (Ctrl-C) sets `event` instead of interrupting the program."""
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, event.set)
-    except (NotImplementedError, RuntimeError, ValueError):  # none here (Windows, a thread)
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
 
 
 def bench_main(setup: ClientSetup, args: argparse.Namespace, out: TextIO) -> int:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 from greet._settings import SettingsParser as OneLineErrorParser
@@ -36,6 +34,7 @@ from greet.client.cli_setup import (
     ClientSetup,
     ConnectionFlagError,
     client_setup,
+    interrupt_sets,
     read_token_file,
 )
 from greet.errors import RpcError
@@ -83,21 +82,6 @@ async def run_all(client: GreetClient, args: argparse.Namespace, out: TextIO) ->
     for command in (run_unary, run_server_stream, run_client_stream, run_bidi):
         await command(client, args, out)
     return 0
-
-
-@contextlib.contextmanager
-def interrupt_sets(event: asyncio.Event) -> Iterator[None]:
-    """While inside, SIGINT (Ctrl-C) sets `event` instead of interrupting the program."""
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, event.set)
-    except (NotImplementedError, RuntimeError, ValueError):  # none here (Windows, a thread)
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,14 @@
 """What the client's flags describe, checked before the event loop starts: the GreetClient
-(ClientSetup) with its TLS and token."""
+(ClientSetup) with its TLS and token; and Ctrl-C while a command runs (`interrupt_sets`)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +22,7 @@ __all__ = [
     "ClientSetup",
     "ConnectionFlagError",
     "client_setup",
+    "interrupt_sets",
     "read_token_file",
 ]
 
@@ -106,3 +111,18 @@ def token_file_problem(error: OSError | ValueError) -> str:
     if isinstance(error, OSError):
         return f"cannot read it: {error.strerror or error}"
     return "no token in the file (the first line that is not empty or a # comment)"
+
+
+@contextlib.contextmanager
+def interrupt_sets(event: asyncio.Event) -> Iterator[None]:
+    """While inside, SIGINT (Ctrl-C) sets `event` instead of interrupting the program."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, event.set)
+    except (NotImplementedError, RuntimeError, ValueError):  # none here (Windows, a thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
