@@ -45,6 +45,16 @@ def test_root_on_debian_updates_then_installs_only_what_is_missing() -> None:
     ]
 
 
+def test_npm_comes_with_nodejs_where_the_nodejs_installed_has_none() -> None:
+    debian_nodejs = Host(root=True, apt=True, npm=False)
+    # a bare machine: Debian's nodejs, which has no npm, and Debian's npm with it
+    assert plan(debian_nodejs, EVERYTHING - {"nodejs"})[-1][-2:] == ["nodejs", "npm"]
+    # Debian's nodejs already there, without npm
+    assert plan(debian_nodejs, EVERYTHING)[-1][-1:] == ["npm"]
+    # NodeSource's nodejs brings npm: nothing more
+    assert plan(DEBIAN_ROOT, EVERYTHING) == []
+
+
 def test_not_root_stops_with_one_line_naming_the_install_command() -> None:
     message = refusal(DEBIAN_USER, EVERYTHING - {"nginx-light", "prometheus"})
     assert "\n" not in message

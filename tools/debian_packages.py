@@ -60,6 +60,8 @@ class Host:
     """The effective user is root, so apt-get can install."""
     apt: bool
     """apt-get and dpkg-query are on PATH: Debian, or a derivative with Debian's package names."""
+    npm: bool = True
+    """npm is on PATH (NodeSource's nodejs brings it; Debian's nodejs needs the `npm` package)."""
 
     @classmethod
     def current(cls) -> Host:
@@ -67,6 +69,7 @@ class Host:
         return cls(
             root=geteuid is not None and geteuid() == 0,
             apt=shutil.which("apt-get") is not None and shutil.which("dpkg-query") is not None,
+            npm=shutil.which("npm") is not None,
         )
 
 
@@ -94,6 +97,8 @@ def plan(
         )
     have = set(installed)
     missing = [package for package in needed if package not in have]
+    if "nodejs" in needed and not host.npm and "npm" not in have:
+        missing.append("npm")  # Debian's nodejs comes without it
     if not missing:
         return []
     if not host.root:
