@@ -195,20 +195,6 @@ class Channel(GrpclibChannel):
         """Close every connection."""
         self.pool.close()
 
-    def method(
-        self, path: str, cardinality: Cardinality, request_type: type[Any], reply_type: type[Any]
-    ) -> Method[Any, Any]:
-        """The Method a call of `path` runs (made once per path and types)."""
-        method = self._methods.get(path)
-        if (
-            method is None
-            or method.kind is not cardinality
-            or method.request_type is not request_type
-            or method.reply_type is not reply_type
-        ):
-            method = self._methods[path] = Method(path, cardinality, request_type, reply_type)
-        return method
-
     def request(
         self,
         name: str,
@@ -232,14 +218,14 @@ class Channel(GrpclibChannel):
         if metadata:
             sent = dict(sent)
             sent.update(metadata)
-        method = self._methods.get(name)
+        method = self._methods.get(name)  # made once per path and types
         if (
             method is None
             or method.kind is not cardinality
             or method.request_type is not request_type
             or method.reply_type is not reply_type
         ):
-            method = self.method(name, cardinality, request_type, reply_type)
+            method = self._methods[name] = Method(name, cardinality, request_type, reply_type)
         stream = CallStream(self, method, sent, deadline)
         if OPENING:  # some context collects the calls it opens (calls_opened)
             opened = OPENED.get()
