@@ -33,15 +33,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from h2load import Load, run_h2load  # noqa: E402
-from servers import RunningServer, clean_environment, greet_spec  # noqa: E402
+from servers import RunningServer, clean_environment, greet_spec, pinned  # noqa: E402
 from workloads import WORKLOADS, write_body  # noqa: E402
 
 WORKLOAD = WORKLOADS["unary128"]  # 4 connections x 32 streams
 WIDTHS = (5, 13, 7, 7, 12, 7, 7, 13)
-
-
-def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
-    return [*(["taskset", "-c", cpus] if cpus else []), *argv]
 
 
 def h2load_command(target: str, body: Path, load: Load, cpus: str | None) -> str:

@@ -60,6 +60,7 @@ from servers import (  # noqa: E402
     go_spec,
     greet_spec,
     grpcio_spec,
+    pinned,
 )
 from workloads import BODY_DIR, WORKLOADS, Workload, write_bodies  # noqa: E402
 
@@ -145,10 +146,6 @@ def kept_on(cpus: str | None) -> Iterator[None]:
 
 # --------------------------------------------------------------------------------------------
 # Drivers other than h2load
-
-
-def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
-    return [*(["taskset", "-c", cpus] if cpus else []), *argv]
 
 
 def run_checked(argv: Sequence[str], **kwargs: Any) -> str:

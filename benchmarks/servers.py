@@ -32,6 +32,7 @@ __all__ = [
     "go_spec",
     "greet_spec",
     "grpcio_spec",
+    "pinned",
     "process_cpu_seconds",
 ]
 
@@ -52,6 +53,11 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without settings a server reads, tracing off, plus `extra`."""
     kept = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_SETTINGS)}
     return {**kept, **UNTRACED, **(extra or {})}
+
+
+def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
+    """`argv` run on the CPUs `cpus` names (taskset -c), or as it is when `cpus` is None."""
+    return [*(["taskset", "-c", cpus] if cpus else []), *argv]
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -76,8 +82,7 @@ class ServerSpec:
     def command(self, cpus: str | None) -> str:
         """The shell command a person runs to start this server by hand."""
         prefix = [f"{key}={value}" for key, value in self.env.items()]
-        pin = ["taskset", "-c", cpus] if cpus else []
-        return shlex.join([*prefix, *pin, *(self.shown_argv or self.argv)])
+        return shlex.join([*prefix, *pinned(self.shown_argv or self.argv, cpus)])
 
 
 def greet_spec(engine: str, workers: int | None = None, extra: Sequence[str] = ()) -> ServerSpec:
@@ -132,9 +137,8 @@ class RunningServer:
     def __init__(self, spec: ServerSpec, cpus: str | None) -> None:
         self.spec = spec
         self.cpus = cpus
-        prefix = ["taskset", "-c", cpus] if cpus else []
         self.process = subprocess.Popen(
-            [*prefix, *spec.argv],
+            pinned(spec.argv, cpus),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from h2load import COUNTS, SUMMARY, WINDOW_OVER, WINDOW_STARTED, seconds_flag  # noqa: E402
-from servers import RunningServer, ServerSpec, greet_spec  # noqa: E402
+from servers import RunningServer, ServerSpec, greet_spec, pinned  # noqa: E402
 
 PATH = "/greet_service.GreetService/SayHello"
 HEADERS = ("content-type: application/json", "connect-protocol-version: 1")
@@ -83,10 +83,6 @@ def h2load_argv(args: argparse.Namespace, url: str, body: str) -> list[str]:
     return [*argv, url]
 
 
-def pinned(cpus: str | None, argv: Sequence[str]) -> list[str]:
-    return [*(["taskset", "-c", cpus] if cpus else []), *argv]
-
-
 def check_call(server: RunningServer) -> str | None:
     """None when the server answers the benchmarked call as SayHello must; else what it did."""
     request = urllib.request.Request(
@@ -115,7 +111,7 @@ class Figure:
 def measure(
     server: RunningServer, args: argparse.Namespace, body: Path, load_cpus: str | None
 ) -> Figure:
-    command = pinned(load_cpus, h2load_argv(args, f"http://{server.target}{PATH}", str(body)))
+    command = pinned(h2load_argv(args, f"http://{server.target}{PATH}", str(body)), load_cpus)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     marks: dict[str, tuple[float, float]] = {}
@@ -178,7 +174,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     continue
                 server.pause()
             shown = shlex.join(
-                pinned(load_cpus, h2load_argv(args, f"http://127.0.0.1:PORT{PATH}", "BODY"))
+                pinned(h2load_argv(args, f"http://127.0.0.1:PORT{PATH}", "BODY"), load_cpus)
             )
             out["load_command"] = f"printf '{{}}' > BODY; {shown}"
             print(f"load: {out['load_command']}")
